@@ -1,0 +1,348 @@
+//! The storage boundary: the [`Store`] trait, its error type, and the schema every backend keeps.
+//!
+//! API boundary: callers see coarse, one-transaction operations in domain types. A write that
+//! must be audited takes its audit event and appends it in the same transaction, so a change and
+//! its audit record are stored together or not at all. No SQL, pool or driver type crosses this
+//! boundary; only the binary picks a backend.
+//!
+//! The `testsuite` feature exposes [`testsuite`], the behaviour every backend must show; each
+//! backend runs it from its own integration tests.
+
+mod records;
+mod schema;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+pub use records::*;
+pub use schema::{Cell, ColumnType, SCHEMA, Snapshot, TableDump, TableSpec};
+pub use uuid::Uuid;
+
+use async_trait::async_trait;
+use switchboard_domain::{
+    ApiToken, ApiTokenId, AuditEvent, Connector, ConnectorId, Email, FloorPolicy, Function,
+    FunctionVersion, Member, MemberPreference, NewAuditEvent, NewFunctionState, OrgId, OrgSettings,
+    Organization, Role, Session, SyncSummary, Timestamp, User, UserId,
+};
+
+/// Why a store operation failed.
+///
+/// Kept apart so callers can react: `NotFound` and `Conflict` are the client's to fix,
+/// `Unavailable` is worth retrying, `Backend` and `Corrupt` are final and go to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing asked for does not exist (or is not visible in this scope).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A uniqueness rule was violated.
+    #[error("{message}")]
+    Conflict {
+        /// The input field whose value clashed.
+        field: &'static str,
+        /// What clashed, in plain words.
+        message: String,
+    },
+    /// The change would leave an organization without an owner.
+    #[error("an organization must keep at least one owner")]
+    LastOwner,
+    /// The database cannot be reached right now; retrying may succeed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused the operation.
+    #[error("database error: {0}")]
+    Backend(String),
+    /// Stored data does not parse as what it should be.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// A conflict on `field`.
+    pub fn conflict(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A function that reseals one sealed value: given the value's seal context and its sealed
+/// text, returns the new sealed text or why it could not.
+pub type Resealer<'a> = &'a (dyn Fn(&str, &str) -> Result<String, String> + Send + Sync);
+
+/// Everything Switchboard keeps. Each method is one transaction.
+///
+/// Organization-scoped methods take the organization's id and treat rows of another
+/// organization as absent (`NotFound`), so an id guessed across organizations reveals nothing.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- instance settings -------------------------------------------------------------
+
+    /// Reads an installation-wide setting.
+    async fn instance_setting(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Writes (or with `None`, removes) an installation-wide setting.
+    async fn set_instance_setting(&self, key: &str, value: Option<&str>) -> StoreResult<()>;
+
+    // ---- accounts ----------------------------------------------------------------------
+
+    /// How many user accounts exist.
+    async fn user_count(&self) -> StoreResult<u64>;
+    /// Creates the first owner and their organization, only while no user exists yet
+    /// (`Conflict` on field `setup` otherwise), and removes the instance setting `consume`
+    /// (the one-time setup token) in the same transaction.
+    async fn create_first_owner(
+        &self,
+        user: &NewUser,
+        org: &NewOrganization,
+        consume: &str,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// Creates a user; `Conflict` on `email` if the address is taken.
+    async fn create_user(&self, user: &NewUser, audit: &NewAuditEvent) -> StoreResult<User>;
+    /// A user by id.
+    async fn user(&self, id: UserId) -> StoreResult<User>;
+    /// A user and their password hash, by email, for signing in.
+    async fn user_login(&self, email: &Email) -> StoreResult<Option<(User, Option<String>)>>;
+    /// Sets a user's password hash and ends all their browser sessions.
+    async fn set_password(&self, id: UserId, hash: &str, audit: &NewAuditEvent) -> StoreResult<()>;
+
+    // ---- browser sessions --------------------------------------------------------------
+
+    /// Stores a new session.
+    async fn create_session(&self, session: &Session) -> StoreResult<()>;
+    /// A live session (not expired at `now`) and its user.
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<(Session, User)>>;
+    /// Ends a session; ending one that does not exist is not an error.
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Removes sessions that expired before `now`; returns how many.
+    async fn delete_expired_sessions(&self, now: Timestamp) -> StoreResult<u64>;
+
+    // ---- personal API tokens -----------------------------------------------------------
+
+    /// Stores a new token under the hash of its secret.
+    async fn create_api_token(
+        &self,
+        token: &ApiToken,
+        token_hash: &str,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// A token that is neither revoked nor expired at `now`, and its user, by secret hash.
+    async fn api_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<(ApiToken, User)>>;
+    /// Records that a token was used.
+    async fn touch_api_token(&self, id: ApiTokenId, now: Timestamp) -> StoreResult<()>;
+    /// A user's tokens, newest first, revoked ones included.
+    async fn list_api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiToken>>;
+    /// Revokes one of `user`'s tokens; `NotFound` if it is not theirs.
+    async fn revoke_api_token(
+        &self,
+        user: UserId,
+        id: ApiTokenId,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<ApiToken>;
+
+    // ---- organizations and members -----------------------------------------------------
+
+    /// Creates an organization with `owner` as its first owner; `Conflict` on `slug`.
+    async fn create_organization(
+        &self,
+        org: &NewOrganization,
+        owner: UserId,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Organization>;
+    /// An organization by id.
+    async fn organization(&self, id: OrgId) -> StoreResult<Organization>;
+    /// The organizations a user belongs to, with their role in each, ordered by slug.
+    async fn organizations_of(&self, user: UserId) -> StoreResult<Vec<(Organization, Role)>>;
+    /// Changes an organization's name and settings.
+    async fn update_organization(
+        &self,
+        id: OrgId,
+        name: Option<&str>,
+        settings: Option<&OrgSettings>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Organization>;
+    /// A user's role in an organization, or `None` if they are not a member.
+    async fn role_of(&self, org: OrgId, user: UserId) -> StoreResult<Option<Role>>;
+    /// One member.
+    async fn member(&self, org: OrgId, user: UserId) -> StoreResult<Member>;
+    /// An organization's members, by user id.
+    async fn list_members(&self, org: OrgId, page: PageRequest) -> StoreResult<Page<Member>>;
+    /// Adds an existing user; `Conflict` on `email` if they are already a member.
+    async fn add_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        role: Role,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Member>;
+    /// Changes a member's role; `LastOwner` if that would leave no owner.
+    async fn set_role(
+        &self,
+        org: OrgId,
+        user: UserId,
+        role: Role,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Member>;
+    /// Removes a member and their preferences and credentials in this organization;
+    /// `LastOwner` if they are its last owner.
+    async fn remove_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    // ---- connectors --------------------------------------------------------------------
+
+    /// Registers a connector (with its shared credential, if any); `Conflict` on `name`.
+    async fn create_connector(
+        &self,
+        connector: &NewConnector,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Connector>;
+    /// An organization's connectors, by id.
+    async fn list_connectors(&self, org: OrgId, page: PageRequest) -> StoreResult<Page<Connector>>;
+    /// One connector of an organization.
+    async fn connector(&self, org: OrgId, id: ConnectorId) -> StoreResult<Connector>;
+    /// The organization a connector belongs to. Callers must check membership before using it.
+    async fn connector_org(&self, id: ConnectorId) -> StoreResult<OrgId>;
+    /// Changes a connector; `Conflict` on `name`.
+    async fn update_connector(
+        &self,
+        org: OrgId,
+        id: ConnectorId,
+        patch: &ConnectorPatch,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Connector>;
+    /// Deletes a connector with its functions, policies and credentials.
+    async fn delete_connector(
+        &self,
+        org: OrgId,
+        id: ConnectorId,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// The stored credential of a connector: the organization's (`holder` `None`) or a member's.
+    async fn connector_credential(
+        &self,
+        org: OrgId,
+        id: ConnectorId,
+        holder: Option<UserId>,
+    ) -> StoreResult<Option<StoredCredential>>;
+
+    // ---- functions and policies --------------------------------------------------------
+
+    /// Records what discovery found: new functions arrive as `new_functions` says, changed
+    /// ones are held, missing ones are marked removed, every definition seen is kept.
+    async fn sync_functions(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        found: &[DiscoveredFunction],
+        new_functions: NewFunctionState,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<SyncSummary>;
+    /// A connector's functions, by name, each with `member`'s preference.
+    async fn list_functions(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        member: UserId,
+    ) -> StoreResult<Vec<FunctionView>>;
+    /// One function by name, with `member`'s preference.
+    async fn function(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        name: &str,
+        member: UserId,
+    ) -> StoreResult<FunctionView>;
+    /// Every definition a function has had, oldest first.
+    async fn function_versions(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        name: &str,
+    ) -> StoreResult<Vec<FunctionVersion>>;
+    /// Sets the admin's floor for a function.
+    async fn set_floor(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        name: &str,
+        floor: FloorPolicy,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Function>;
+    /// Sets (or with `None`, clears) a member's preference for a function.
+    async fn set_preference(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        name: &str,
+        member: UserId,
+        preference: Option<MemberPreference>,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<FunctionView>;
+    /// Approves a function's current definition, which must still have hash `hash`
+    /// (`Conflict` on `hash` if it changed again meanwhile).
+    async fn approve_function(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        name: &str,
+        hash: &str,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Function>;
+
+    // ---- audit log ---------------------------------------------------------------------
+
+    /// Appends an event on its own (for events that change nothing else, such as a sign-in).
+    async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()>;
+    /// An organization's events: those recorded in it, and sign-ins of its current members.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEvent>>;
+
+    // ---- maintenance -------------------------------------------------------------------
+
+    /// Reseals every sealed value in one transaction; returns how many were rewritten.
+    async fn reseal_all(&self, reseal: Resealer<'_>) -> StoreResult<u64>;
+    /// Every row of every table in [`SCHEMA`].
+    async fn export(&self) -> StoreResult<Snapshot>;
+    /// Loads a snapshot into an empty database, in one transaction; `Conflict` on `target`
+    /// if the database already holds users.
+    async fn import(&self, snapshot: &Snapshot) -> StoreResult<()>;
+}
+
+/// Audit events are stamped by the store as they are appended, with this clock.
+pub fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Timestamp::from_millis(ms)
+}
