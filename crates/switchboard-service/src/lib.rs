@@ -1,1 +1,110 @@
-//! placeholder
+//! Switchboard's application services: every operation a person or a program can ask for,
+//! with its permission check, validation, sealing and audit record.
+//!
+//! API boundary: callers (the HTTP server, the CLI's admin commands) pass plain inputs and get
+//! domain values or an [`Error`]. This crate knows the store and the key ring, but no HTTP:
+//! mapping errors to status codes is the server's job.
+
+mod access;
+mod accounts;
+mod audit;
+mod connectors;
+mod error;
+mod limiter;
+mod orgs;
+pub mod secrets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use access::{Actor, AdminAccess, Credential, OrgAccess};
+pub use accounts::{IssuedToken, NewSession, OwnerInput, SetupState};
+pub use audit::AuditQuery;
+pub use connectors::{ConnectorInput, ConnectorUpdate, FunctionInfo};
+pub use error::{Error, Result};
+pub use orgs::NewMemberInput;
+pub use secrets::CredentialInput;
+pub use switchboard_store::{Page, PageRequest, Store};
+
+use switchboard_domain::{HttpAllowance, Timestamp};
+use switchboard_seal::KeyRing;
+
+/// Settings the services need from the operator's configuration.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Where plain `http` connector URLs are allowed.
+    pub http: HttpAllowance,
+    /// How long a browser session lasts.
+    pub session_ttl: Duration,
+    /// Longest lifetime a personal API token may be given, in days.
+    pub max_token_days: u32,
+    /// Failed sign-ins allowed per account, and per client address, in `login_window`.
+    pub login_failures: usize,
+    /// The window over which failed sign-ins are counted.
+    pub login_window: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            http: HttpAllowance::default(),
+            session_ttl: Duration::from_secs(12 * 3600),
+            max_token_days: 365,
+            login_failures: 10,
+            login_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// The application: the store, the key ring and the settings, shared by every request.
+pub struct App {
+    store: Arc<dyn Store>,
+    keys: KeyRing,
+    config: ServiceConfig,
+    login_by_account: limiter::Limiter,
+    login_by_client: limiter::Limiter,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("backend", &self.store.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Builds the application over an opened, migrated store.
+    pub fn new(store: Arc<dyn Store>, keys: KeyRing, config: ServiceConfig) -> Self {
+        let login_by_account = limiter::Limiter::new(config.login_failures, config.login_window);
+        // A shared office address makes many honest attempts, so clients get more room than
+        // single accounts do.
+        let login_by_client = limiter::Limiter::new(config.login_failures * 3, config.login_window);
+        Self {
+            store,
+            keys,
+            config,
+            login_by_account,
+            login_by_client,
+        }
+    }
+
+    /// The store, for the few callers that need it directly (health checks, maintenance).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// Checks that the database answers.
+    pub async fn ready(&self) -> Result<()> {
+        self.store.ping().await.map_err(Error::from)
+    }
+
+    fn now(&self) -> Timestamp {
+        switchboard_store::now()
+    }
+}
