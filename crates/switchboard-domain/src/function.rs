@@ -245,13 +245,14 @@ mod tests {
     fn review_state_transitions() {
         use NewFunctionState::*;
         use ReviewState as R;
-        let cases: &[(
-            Option<Option<&str>>,
-            &str,
+        type Case<'a> = (
+            Option<Option<&'a str>>,
+            &'a str,
             NewFunctionState,
             R,
-            Option<&str>,
-        )] = &[
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
             (None, "h1", Held, R::Pending, None),
             (None, "h1", Allowed, R::Approved, Some("h1")),
             (Some(None), "h2", Allowed, R::Pending, None),

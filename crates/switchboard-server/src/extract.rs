@@ -72,6 +72,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .and_then(|r| r.split('`').next())
         {
             Some(unknown) if path == "." => unknown.to_owned(),
+            Some(unknown) if path == unknown || path.ends_with(&format!(".{unknown}")) => path,
             Some(unknown) => format!("{path}.{unknown}"),
             None => path,
         };

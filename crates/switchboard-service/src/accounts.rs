@@ -189,11 +189,11 @@ impl App {
             Some((user, hash)) => (Some(user), hash),
             None => (None, None),
         };
-        if verify_password(password, hash).await? {
-            if let Some(user) = user {
-                self.login_by_account.clear(&account_key);
-                return Ok(user);
-            }
+        if verify_password(password, hash).await?
+            && let Some(user) = user
+        {
+            self.login_by_account.clear(&account_key);
+            return Ok(user);
         }
         self.login_by_account.fail(&account_key, now);
         self.login_by_client.fail(client, now);

@@ -76,6 +76,9 @@ pub type Resealer<'a> = &'a (dyn Fn(&str, &str) -> Result<String, String> + Send
 ///
 /// Organization-scoped methods take the organization's id and treat rows of another
 /// organization as absent (`NotFound`), so an id guessed across organizations reveals nothing.
+// A method's parameters are the keys that scope it (organization, connector, function, member)
+// plus the change and its audit event; bundling them into structs would only hide that.
+#[allow(clippy::too_many_arguments)]
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.

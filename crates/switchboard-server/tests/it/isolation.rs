@@ -1,0 +1,317 @@
+//! The isolation matrix: for every organization- or connector-scoped endpoint, an outsider
+//! sees nothing and changes nothing, a member is refused what only admins may do, and an admin
+//! succeeds. The matrix is checked against the OpenAPI document, so a new endpoint without a
+//! row fails this test.
+
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use switchboard_domain::{
+    AuditAction, FunctionDefinition, NewAuditEvent, NewFunctionState, Timestamp,
+};
+use switchboard_store::{DiscoveredFunction, Snapshot};
+
+use crate::support::{Client, TestServer, add_member};
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Needs {
+    Member,
+    Admin,
+}
+
+struct Row {
+    method: Method,
+    path: &'static str,
+    body: Option<Value>,
+    needs: Needs,
+}
+
+fn row(method: Method, path: &'static str, body: Option<Value>, needs: Needs) -> Row {
+    Row {
+        method,
+        path,
+        body,
+        needs,
+    }
+}
+
+fn matrix() -> Vec<Row> {
+    use Needs::*;
+    vec![
+        row(Method::GET, "/api/v1/orgs/{org_id}", None, Member),
+        row(
+            Method::PATCH,
+            "/api/v1/orgs/{org_id}",
+            Some(json!({"name": "Renamed"})),
+            Admin,
+        ),
+        row(Method::GET, "/api/v1/orgs/{org_id}/members", None, Member),
+        row(
+            Method::POST,
+            "/api/v1/orgs/{org_id}/members",
+            Some(
+                json!({"email": "new@example.org", "role": "member", "password": "a long password"}),
+            ),
+            Admin,
+        ),
+        row(
+            Method::PATCH,
+            "/api/v1/orgs/{org_id}/members/{user_id}",
+            Some(json!({"role": "admin"})),
+            Admin,
+        ),
+        row(
+            Method::DELETE,
+            "/api/v1/orgs/{org_id}/members/{user_id}",
+            None,
+            Admin,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/orgs/{org_id}/connectors",
+            None,
+            Member,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/orgs/{org_id}/connectors",
+            Some(json!({"name": "Fresh", "url": "https://example.org/mcp"})),
+            Admin,
+        ),
+        row(Method::GET, "/api/v1/orgs/{org_id}/audit", None, Admin),
+        row(
+            Method::GET,
+            "/api/v1/orgs/{org_id}/audit/export",
+            None,
+            Admin,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/connectors/{connector_id}",
+            None,
+            Member,
+        ),
+        row(
+            Method::PATCH,
+            "/api/v1/connectors/{connector_id}",
+            Some(json!({"description": "changed"})),
+            Admin,
+        ),
+        row(
+            Method::DELETE,
+            "/api/v1/connectors/{connector_id}",
+            None,
+            Admin,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/connectors/{connector_id}/enable",
+            None,
+            Admin,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/connectors/{connector_id}/disable",
+            None,
+            Admin,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/connectors/{connector_id}/functions",
+            None,
+            Member,
+        ),
+        row(
+            Method::PUT,
+            "/api/v1/connectors/{connector_id}/functions/{name}/floor",
+            Some(json!({"floor": "ask"})),
+            Admin,
+        ),
+        row(
+            Method::PUT,
+            "/api/v1/connectors/{connector_id}/functions/{name}/preference",
+            Some(json!({"preference": "always"})),
+            Member,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/connectors/{connector_id}/functions/{name}/versions",
+            None,
+            Member,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/connectors/{connector_id}/functions/{name}/approve",
+            Some(json!({"hash": "{hash}"})),
+            Admin,
+        ),
+    ]
+}
+
+struct World {
+    server: TestServer,
+    admin: Client,
+    member: Client,
+    outsider: Client,
+    org_id: String,
+    connector_id: String,
+    victim_id: String,
+    hash: String,
+}
+
+async fn world() -> World {
+    let server = TestServer::start().await;
+    let (owner, org) = server.setup("alpha").await;
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    let (admin, _) = add_member(&server, &owner, &org_id, "admin@example.org", "admin").await;
+    let (member, _) = add_member(&server, &owner, &org_id, "member@example.org", "member").await;
+    let (_, victim_id) = add_member(&server, &owner, &org_id, "victim@example.org", "member").await;
+
+    // The outsider owns another organization and has never belonged to this one.
+    let beta = owner
+        .ok(
+            Method::POST,
+            "/api/v1/orgs",
+            Some(json!({"slug": "beta", "name": "Beta"})),
+        )
+        .await;
+    let beta_id = beta["id"].as_str().unwrap();
+    let (outsider, _) = add_member(&server, &owner, beta_id, "outsider@example.org", "owner").await;
+    let me = owner.ok(Method::GET, "/api/v1/me", None).await;
+    let owner_id = me["user"]["id"].as_str().unwrap();
+    owner
+        .ok(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{beta_id}/members/{owner_id}"),
+            None,
+        )
+        .await;
+
+    let connector = owner
+        .ok(
+            Method::POST,
+            &format!("/api/v1/orgs/{org_id}/connectors"),
+            Some(json!({"name": "Docs", "url": "https://example.org/mcp"})),
+        )
+        .await;
+    let connector_id = connector["id"].as_str().unwrap().to_owned();
+    let def = FunctionDefinition {
+        name: "search".into(),
+        title: None,
+        description: Some("Searches the docs".into()),
+        input_schema: json!({"type": "object"}),
+        output_schema: None,
+        annotations: None,
+    };
+    let found = DiscoveredFunction::new(def);
+    let hash = found.hash.clone();
+    let org_uuid = org_id.parse().unwrap();
+    server
+        .app
+        .store()
+        .sync_functions(
+            org_uuid,
+            connector_id.parse().unwrap(),
+            &[found],
+            NewFunctionState::Held,
+            Timestamp::from_millis(1_800_000_000_000),
+            &NewAuditEvent::new(AuditAction::FunctionsSynced, None).org(org_uuid),
+        )
+        .await
+        .unwrap();
+    World {
+        server,
+        admin,
+        member,
+        outsider,
+        org_id,
+        connector_id,
+        victim_id,
+        hash,
+    }
+}
+
+impl World {
+    fn path(&self, template: &str) -> String {
+        template
+            .replace("{org_id}", &self.org_id)
+            .replace("{connector_id}", &self.connector_id)
+            .replace("{user_id}", &self.victim_id)
+            .replace("{name}", "search")
+    }
+
+    fn body(&self, body: &Option<Value>) -> Option<Value> {
+        body.as_ref()
+            .map(|b| serde_json::from_str(&b.to_string().replace("{hash}", &self.hash)).unwrap())
+    }
+
+    /// Everything stored except what merely records access (audit events, token use).
+    async fn state(&self) -> Snapshot {
+        let mut snapshot = self.server.app.store().export().await.unwrap();
+        snapshot
+            .tables
+            .retain(|t| t.name != "audit_events" && t.name != "api_tokens");
+        snapshot
+    }
+}
+
+#[tokio::test]
+async fn matrix_covers_every_scoped_endpoint() {
+    let doc: Value = serde_json::from_str(&switchboard_server::openapi_json()).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !(path.contains("{org_id}") || path.contains("{connector_id}")) {
+            continue;
+        }
+        for method in item.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let covered: BTreeSet<_> = matrix()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_owned()))
+        .collect();
+    assert_eq!(
+        covered, documented,
+        "every organization- or connector-scoped endpoint needs a matrix row"
+    );
+}
+
+#[tokio::test]
+async fn outsiders_see_nothing_and_members_cannot_administer() {
+    for row in matrix() {
+        let w = world().await;
+        let path = w.path(row.path);
+        let body = w.body(&row.body);
+        let label = format!("{} {}", row.method, row.path);
+
+        let before = w.state().await;
+        let (status, err) = w
+            .outsider
+            .call(row.method.clone(), &path, body.clone())
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "outsider, {label}: {err}");
+        assert!(
+            !err.to_string().contains(&w.org_id),
+            "outsider, {label}: the answer leaks nothing"
+        );
+        assert_eq!(
+            w.state().await,
+            before,
+            "outsider, {label}: nothing changed"
+        );
+
+        let (status, err) = w.member.call(row.method.clone(), &path, body.clone()).await;
+        match row.needs {
+            Needs::Member => assert!(status.is_success(), "member, {label}: {status} {err}"),
+            Needs::Admin => {
+                assert_eq!(status, StatusCode::FORBIDDEN, "member, {label}: {err}");
+                assert_eq!(w.state().await, before, "member, {label}: nothing changed");
+            }
+        }
+
+        let (status, err) = w.admin.call(row.method.clone(), &path, body.clone()).await;
+        assert!(status.is_success(), "admin, {label}: {status} {err}");
+    }
+}

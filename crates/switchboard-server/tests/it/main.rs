@@ -1,0 +1,7 @@
+//! Integration tests of the HTTP API against a real server on loopback over SQLite.
+
+mod api;
+mod isolation;
+mod leaks;
+mod openapi;
+mod support;
