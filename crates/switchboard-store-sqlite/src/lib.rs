@@ -1,1 +1,503 @@
-//! placeholder
+//! The SQLite backend of the [`Store`] trait: one embedded database file, the default.
+//!
+//! Every connection runs in WAL mode (readers never wait for the writer) with foreign keys
+//! enforced, a busy timeout, and `synchronous = NORMAL` (durable across application crashes;
+//! a power loss can lose the last commits but never corrupts the file). Every write runs in a
+//! `BEGIN IMMEDIATE` transaction, which takes SQLite's single writer lock up front: two writers
+//! then queue on the busy timeout instead of failing when one tries to upgrade a read lock, and
+//! a check made inside the transaction (such as "an owner remains") cannot be raced.
+//!
+//! Layout: one module per part of the trait; `rows` knows how values are laid out in rows,
+//! `error` how sqlx errors become [`StoreError`]s.
+
+mod accounts;
+mod audit;
+mod connectors;
+mod error;
+mod functions;
+mod maintenance;
+mod orgs;
+mod rows;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Transaction};
+use switchboard_domain::{
+    ApiToken, ApiTokenId, AuditEvent, Connector, ConnectorId, Email, FloorPolicy, Function,
+    FunctionVersion, Member, MemberPreference, NewAuditEvent, NewFunctionState, OrgId, OrgSettings,
+    Organization, Role, Session, SyncSummary, Timestamp, User, UserId,
+};
+use switchboard_store::{
+    AuditFilter, ConnectorPatch, DiscoveredFunction, FunctionView, NewConnector, NewOrganization,
+    NewUser, Page, PageRequest, Resealer, Snapshot, Store, StoreError, StoreResult,
+    StoredCredential,
+};
+
+use crate::error::{DbResultExt, migrate_error};
+
+/// The migrations in this crate's `migrations/` folder, compiled in.
+static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// How long a connection waits for another's write lock before giving up with `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a free connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections to a database file: several readers run at once in WAL mode; writers queue.
+const FILE_CONNECTIONS: u32 = 8;
+
+/// A [`Store`] kept in a SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// What a connection of the pool reports about its settings, for diagnostics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// `PRAGMA journal_mode`: `wal` for a database file, `memory` for an in-memory database.
+    pub journal_mode: String,
+    /// `PRAGMA foreign_keys`.
+    pub foreign_keys: bool,
+    /// `PRAGMA busy_timeout`, in milliseconds.
+    pub busy_timeout_ms: i64,
+    /// `PRAGMA synchronous`: 0 off, 1 normal, 2 full, 3 extra.
+    pub synchronous: i64,
+}
+
+/// Whether a location names an in-memory database rather than a file.
+fn is_memory(location: &str) -> bool {
+    location == ":memory:" || location.contains(":memory:") || location.contains("mode=memory")
+}
+
+/// Begins a write transaction holding the writer lock (`BEGIN IMMEDIATE`).
+pub(crate) async fn begin_write(pool: &SqlitePool) -> StoreResult<Transaction<'static, Sqlite>> {
+    pool.begin_with("BEGIN IMMEDIATE").await.db()
+}
+
+/// Begins a read transaction, so that several queries see one consistent state.
+pub(crate) async fn begin_read(pool: &SqlitePool) -> StoreResult<Transaction<'static, Sqlite>> {
+    pool.begin().await.db()
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database at `url_or_path`: a `sqlite:` URL such as
+    /// `sqlite://data/switchboard.db` or `sqlite::memory:`, or a plain file path.
+    ///
+    /// Does not apply migrations; call [`Store::migrate`] before use.
+    pub async fn open(url_or_path: &str) -> StoreResult<Self> {
+        let options = if url_or_path.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url_or_path).map_err(|e| {
+                StoreError::Backend(format!("invalid sqlite location {url_or_path:?}: {e}"))
+            })?
+        } else {
+            SqliteConnectOptions::new().filename(url_or_path)
+        };
+        let options = options
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .synchronous(SqliteSynchronous::Normal);
+        let pool = if is_memory(url_or_path) {
+            // An in-memory database lives as long as a connection to it, and each connection
+            // would otherwise see its own: keep exactly one, forever. WAL does not apply.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .db()?
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(FILE_CONNECTIONS)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options.journal_mode(SqliteJournalMode::Wal))
+                .await
+                .db()?
+        };
+        Ok(Self { pool })
+    }
+
+    /// Opens a private in-memory database and applies the migrations: for tests.
+    pub async fn open_in_memory() -> StoreResult<Self> {
+        let store = Self::open("sqlite::memory:").await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Every table in the database (SQLite's own excluded) with its columns in order,
+    /// sorted by table name. The shared test suite compares this with [`switchboard_store::SCHEMA`].
+    pub async fn table_layout(&self) -> StoreResult<Vec<(String, Vec<String>)>> {
+        maintenance::layout(&self.pool).await
+    }
+
+    /// The settings a pooled connection actually runs with.
+    pub async fn connection_settings(&self) -> StoreResult<ConnectionSettings> {
+        let mut conn = self.conn().await?;
+        let mut pragma = async |name: &str| {
+            sqlx::query(&format!("PRAGMA {name}"))
+                .fetch_one(&mut *conn)
+                .await
+                .db()
+        };
+        let journal_mode: String = pragma("journal_mode").await?.try_get(0).db()?;
+        let foreign_keys: i64 = pragma("foreign_keys").await?.try_get(0).db()?;
+        let busy_timeout_ms: i64 = pragma("busy_timeout").await?.try_get(0).db()?;
+        let synchronous: i64 = pragma("synchronous").await?.try_get(0).db()?;
+        Ok(ConnectionSettings {
+            journal_mode: journal_mode.to_ascii_lowercase(),
+            foreign_keys: foreign_keys == 1,
+            busy_timeout_ms,
+            synchronous,
+        })
+    }
+
+    /// Closes every connection; the store cannot be used afterwards.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn conn(&self) -> StoreResult<PoolConnection<Sqlite>> {
+        self.pool.acquire().await.db()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.pool).await.map_err(migrate_error)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.db()?;
+        Ok(())
+    }
+
+    async fn instance_setting(&self, key: &str) -> StoreResult<Option<String>> {
+        accounts::instance_setting(&self.pool, key).await
+    }
+
+    async fn set_instance_setting(&self, key: &str, value: Option<&str>) -> StoreResult<()> {
+        accounts::set_instance_setting(&self.pool, key, value).await
+    }
+
+    async fn user_count(&self) -> StoreResult<u64> {
+        accounts::user_count(&mut *self.conn().await?).await
+    }
+
+    async fn create_first_owner(
+        &self,
+        user: &NewUser,
+        org: &NewOrganization,
+        consume: &str,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()> {
+        accounts::create_first_owner(&self.pool, user, org, consume, audit).await
+    }
+
+    async fn create_user(&self, user: &NewUser, audit: &NewAuditEvent) -> StoreResult<User> {
+        accounts::create_user(&self.pool, user, audit).await
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<User> {
+        accounts::user(&mut *self.conn().await?, id).await
+    }
+
+    async fn user_login(&self, email: &Email) -> StoreResult<Option<(User, Option<String>)>> {
+        accounts::user_login(&self.pool, email).await
+    }
+
+    async fn set_password(&self, id: UserId, hash: &str, audit: &NewAuditEvent) -> StoreResult<()> {
+        accounts::set_password(&self.pool, id, hash, audit).await
+    }
+
+    async fn create_session(&self, session: &Session) -> StoreResult<()> {
+        accounts::create_session(&self.pool, session).await
+    }
+
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<(Session, User)>> {
+        accounts::session(&self.pool, token_hash, now).await
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        accounts::delete_session(&self.pool, token_hash).await
+    }
+
+    async fn delete_expired_sessions(&self, now: Timestamp) -> StoreResult<u64> {
+        accounts::delete_expired_sessions(&self.pool, now).await
+    }
+
+    async fn create_api_token(
+        &self,
+        token: &ApiToken,
+        token_hash: &str,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()> {
+        accounts::create_api_token(&self.pool, token, token_hash, audit).await
+    }
+
+    async fn api_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<(ApiToken, User)>> {
+        accounts::api_token(&self.pool, token_hash, now).await
+    }
+
+    async fn touch_api_token(&self, id: ApiTokenId, now: Timestamp) -> StoreResult<()> {
+        accounts::touch_api_token(&self.pool, id, now).await
+    }
+
+    async fn list_api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiToken>> {
+        accounts::list_api_tokens(&self.pool, user).await
+    }
+
+    async fn revoke_api_token(
+        &self,
+        user: UserId,
+        id: ApiTokenId,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<ApiToken> {
+        accounts::revoke_api_token(&self.pool, user, id, now, audit).await
+    }
+
+    async fn create_organization(
+        &self,
+        org: &NewOrganization,
+        owner: UserId,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Organization> {
+        orgs::create_organization(&self.pool, org, owner, audit).await
+    }
+
+    async fn organization(&self, id: OrgId) -> StoreResult<Organization> {
+        orgs::organization(&mut *self.conn().await?, id).await
+    }
+
+    async fn organizations_of(&self, user: UserId) -> StoreResult<Vec<(Organization, Role)>> {
+        orgs::organizations_of(&self.pool, user).await
+    }
+
+    async fn update_organization(
+        &self,
+        id: OrgId,
+        name: Option<&str>,
+        settings: Option<&OrgSettings>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Organization> {
+        orgs::update_organization(&self.pool, id, name, settings, audit).await
+    }
+
+    async fn role_of(&self, org: OrgId, user: UserId) -> StoreResult<Option<Role>> {
+        orgs::role_of(&mut *self.conn().await?, org, user).await
+    }
+
+    async fn member(&self, org: OrgId, user: UserId) -> StoreResult<Member> {
+        orgs::member(&mut *self.conn().await?, org, user).await
+    }
+
+    async fn list_members(&self, org: OrgId, page: PageRequest) -> StoreResult<Page<Member>> {
+        orgs::list_members(&self.pool, org, page).await
+    }
+
+    async fn add_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        role: Role,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Member> {
+        orgs::add_member(&self.pool, org, user, role, now, audit).await
+    }
+
+    async fn set_role(
+        &self,
+        org: OrgId,
+        user: UserId,
+        role: Role,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Member> {
+        orgs::set_role(&self.pool, org, user, role, audit).await
+    }
+
+    async fn remove_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()> {
+        orgs::remove_member(&self.pool, org, user, audit).await
+    }
+
+    async fn create_connector(
+        &self,
+        connector: &NewConnector,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Connector> {
+        connectors::create(&self.pool, connector, audit).await
+    }
+
+    async fn list_connectors(&self, org: OrgId, page: PageRequest) -> StoreResult<Page<Connector>> {
+        connectors::list(&self.pool, org, page).await
+    }
+
+    async fn connector(&self, org: OrgId, id: ConnectorId) -> StoreResult<Connector> {
+        connectors::connector(&mut *self.conn().await?, org, id).await
+    }
+
+    async fn connector_org(&self, id: ConnectorId) -> StoreResult<OrgId> {
+        connectors::connector_org(&self.pool, id).await
+    }
+
+    async fn update_connector(
+        &self,
+        org: OrgId,
+        id: ConnectorId,
+        patch: &ConnectorPatch,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Connector> {
+        connectors::update(&self.pool, org, id, patch, audit).await
+    }
+
+    async fn delete_connector(
+        &self,
+        org: OrgId,
+        id: ConnectorId,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()> {
+        connectors::delete(&self.pool, org, id, audit).await
+    }
+
+    async fn connector_credential(
+        &self,
+        org: OrgId,
+        id: ConnectorId,
+        holder: Option<UserId>,
+    ) -> StoreResult<Option<StoredCredential>> {
+        connectors::credential(&self.pool, org, id, holder).await
+    }
+
+    async fn sync_functions(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        found: &[DiscoveredFunction],
+        new_functions: NewFunctionState,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<SyncSummary> {
+        functions::sync(&self.pool, org, connector, found, new_functions, now, audit).await
+    }
+
+    async fn list_functions(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        member: UserId,
+    ) -> StoreResult<Vec<FunctionView>> {
+        functions::list(&self.pool, org, connector, member).await
+    }
+
+    async fn function(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        name: &str,
+        member: UserId,
+    ) -> StoreResult<FunctionView> {
+        functions::one(&self.pool, org, connector, name, member).await
+    }
+
+    async fn function_versions(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        name: &str,
+    ) -> StoreResult<Vec<FunctionVersion>> {
+        functions::versions(&self.pool, org, connector, name).await
+    }
+
+    async fn set_floor(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        name: &str,
+        floor: FloorPolicy,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Function> {
+        functions::set_floor(&self.pool, org, connector, name, floor, now, audit).await
+    }
+
+    async fn set_preference(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        name: &str,
+        member: UserId,
+        preference: Option<MemberPreference>,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<FunctionView> {
+        functions::set_preference(
+            &self.pool, org, connector, name, member, preference, now, audit,
+        )
+        .await
+    }
+
+    async fn approve_function(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        name: &str,
+        hash: &str,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Function> {
+        functions::approve(&self.pool, org, connector, name, hash, now, audit).await
+    }
+
+    async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()> {
+        audit::append(&mut *self.conn().await?, event).await
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEvent>> {
+        audit::list(&self.pool, filter, page).await
+    }
+
+    async fn reseal_all(&self, reseal: Resealer<'_>) -> StoreResult<u64> {
+        maintenance::reseal_all(&self.pool, reseal).await
+    }
+
+    async fn export(&self) -> StoreResult<Snapshot> {
+        maintenance::export(&self.pool).await
+    }
+
+    async fn import(&self, snapshot: &Snapshot) -> StoreResult<()> {
+        maintenance::import(&self.pool, snapshot).await
+    }
+}

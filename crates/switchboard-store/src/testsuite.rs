@@ -1,2 +1,2858 @@
 //! The behaviour every Store backend must show. Each backend's integration tests call
 //! [`run_all`] with a factory that opens a fresh, migrated, empty store.
+//!
+//! The suite is the specification both backends are held to, so it pins exact outcomes: which
+//! error variant and which `field` or `NotFound` subject a refusal carries, how lists are
+//! ordered (names by their bytes, not by a locale), what a sync pass reports, and that a write
+//! that fails leaves neither a change nor an audit event behind.
+//!
+//! Each case is a named async function run on its own fresh store in its own task, so a
+//! failing case is reported by name and does not stop the others; [`run_all`] panics at the
+//! end with the list of failures.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard_domain::{
+    ApiToken, ApiTokenId, AuditAction, AuditEvent, AuthMethod, Connector, ConnectorId,
+    ConnectorName, ConnectorStatus, ConnectorUrl, CredentialKind, Description, Email, FloorPolicy,
+    Function, FunctionDefinition, FunctionVersion, HttpAllowance, MemberPreference, NewAuditEvent,
+    NewFunctionState, OrgId, OrgSettings, OrgSlug, Organization, ReviewState, Role, Session,
+    SyncSummary, Timestamp, Transport, User, UserId, credential_seal_context,
+};
+use uuid::Uuid;
+
+use crate::{
+    AuditFilter, Cell, ConnectorPatch, DiscoveredFunction, NewConnector, NewOrganization, NewUser,
+    Page, PageRequest, SCHEMA, Snapshot, Store, StoreError, StoreResult, StoredCredential,
+};
+
+/// A backend's actual tables, each with its column names, as the backend reports them.
+pub type TableLayout = Vec<(String, Vec<String>)>;
+
+/// The migration bookkeeping table sqlx keeps; not part of [`SCHEMA`] and never exported.
+pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Opener = Arc<dyn Fn() -> BoxFuture<Arc<dyn Store>> + Send + Sync>;
+type Case = fn(Cx) -> BoxFuture<()>;
+
+/// What a case gets: its own fresh store, and a way to open more (for export and import).
+struct Cx {
+    store: Arc<dyn Store>,
+    open: Opener,
+}
+
+impl Cx {
+    async fn fresh(&self) -> Arc<dyn Store> {
+        (self.open)().await
+    }
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), (|cx| Box::pin($name(cx))) as Case)),*]
+    };
+}
+
+/// Every case, in the order they run.
+const CASES: &[(&str, Case)] = cases![
+    store_basics,
+    instance_settings_round_trip,
+    first_owner_setup,
+    first_owner_setup_only_once,
+    users_create_and_read,
+    user_email_is_unique_ignoring_case,
+    set_password_ends_sessions,
+    sessions_expire_and_end,
+    api_tokens_lifecycle,
+    organizations_create_read_update,
+    organizations_of_sorts_slugs_by_bytes,
+    members_add_read_and_change,
+    members_paginate_without_gaps,
+    last_owner_cannot_be_demoted,
+    last_owner_cannot_be_removed,
+    concurrent_demotions_keep_an_owner,
+    remove_member_drops_their_preferences_and_credentials,
+    connectors_create_and_read,
+    connector_names_are_unique_ignoring_case,
+    connectors_are_scoped_to_their_organization,
+    connectors_paginate_without_gaps,
+    update_connector_applies_the_patch,
+    delete_connector_cascades,
+    concurrent_creates_with_one_folded_name,
+    sync_adds_functions_as_the_setting_says,
+    sync_holds_changed_and_restores_approved,
+    sync_keeps_pending_functions_pending,
+    sync_marks_removed_and_brings_back,
+    sync_counts_a_repeated_name_once,
+    approve_function_checks_the_hash,
+    floors_and_preferences,
+    functions_sort_by_bytes,
+    audit_is_scoped_to_the_organization,
+    audit_filters,
+    audit_paginates_both_directions,
+    failed_writes_leave_no_trace,
+    reseal_all_rewrites_every_credential,
+    export_import_round_trip,
+    import_refuses_a_target_with_users,
+    import_replaces_what_an_empty_target_holds,
+    import_rejects_a_malformed_snapshot,
+];
+
+/// Runs every case, each on a fresh store from `open`, and checks that the tables `layout`
+/// reports for a fresh store are exactly those of [`SCHEMA`] (plus [`MIGRATIONS_TABLE`]).
+///
+/// `open` must return a new, migrated, empty database each time it is called. `layout` is the
+/// backend's own hook listing its tables and their columns. Run it in a multi-threaded Tokio
+/// runtime so the concurrency cases really overlap. Panics, naming every failed case, if any
+/// case fails.
+pub async fn run_all<S, Open, OpenFut, Layout, LayoutFut>(open: Open, layout: Layout)
+where
+    S: Store,
+    Open: Fn() -> OpenFut + Send + Sync + 'static,
+    OpenFut: Future<Output = Arc<S>> + Send + 'static,
+    Layout: Fn(Arc<S>) -> LayoutFut,
+    LayoutFut: Future<Output = TableLayout>,
+{
+    let open = Arc::new(open);
+    let opener: Opener = {
+        let open = open.clone();
+        Arc::new(move || {
+            let fut = open();
+            Box::pin(async move { fut.await as Arc<dyn Store> })
+        })
+    };
+
+    let mut failures = Vec::new();
+    let first = open().await;
+    let backend = first.backend();
+    if let Err(message) = check_layout(layout(first).await) {
+        eprintln!("store suite ({backend}): case `tables_match_schema` FAILED: {message}");
+        failures.push(("tables_match_schema", message));
+    }
+
+    for (name, case) in CASES {
+        let cx = Cx {
+            store: opener().await,
+            open: opener.clone(),
+        };
+        match tokio::spawn(case(cx)).await {
+            Ok(()) => eprintln!("store suite ({backend}): case `{name}` ok"),
+            Err(e) => {
+                let message = match e.try_into_panic() {
+                    Ok(payload) => panic_message(payload.as_ref()),
+                    Err(e) => e.to_string(),
+                };
+                eprintln!("store suite ({backend}): case `{name}` FAILED: {message}");
+                failures.push((name, message));
+            }
+        }
+    }
+
+    if !failures.is_empty() {
+        let list: Vec<String> = failures
+            .iter()
+            .map(|(name, message)| format!("  case `{name}`: {message}"))
+            .collect();
+        panic!(
+            "store suite ({backend}): {} of {} cases failed:\n{}",
+            failures.len(),
+            CASES.len() + 1,
+            list.join("\n")
+        );
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panicked with a non-text payload".to_owned()
+    }
+}
+
+/// The live tables must be exactly [`SCHEMA`]'s, with the same columns: a table or column
+/// added by a migration but missing from `SCHEMA` would be silently left behind by `db copy`.
+fn check_layout(layout: TableLayout) -> Result<(), String> {
+    let actual: BTreeMap<String, BTreeSet<String>> = layout
+        .into_iter()
+        .filter(|(name, _)| name != MIGRATIONS_TABLE)
+        .map(|(name, columns)| (name, columns.into_iter().collect()))
+        .collect();
+    let expected: BTreeMap<String, BTreeSet<String>> = SCHEMA
+        .iter()
+        .map(|t| {
+            let columns = t.columns.iter().map(|(c, _)| (*c).to_owned()).collect();
+            (t.name.to_owned(), columns)
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for name in expected.keys().filter(|n| !actual.contains_key(*n)) {
+        problems.push(format!("table {name} is in SCHEMA but not in the database"));
+    }
+    for name in actual.keys().filter(|n| !expected.contains_key(*n)) {
+        problems.push(format!("table {name} is in the database but not in SCHEMA"));
+    }
+    for (name, columns) in &expected {
+        if let Some(found) = actual.get(name)
+            && found != columns
+        {
+            problems.push(format!(
+                "table {name} has columns {found:?}, SCHEMA lists {columns:?}"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+// ---- fixtures -----------------------------------------------------------------------------
+
+/// A fixed point in time, offset by `ms`: tests never depend on the clock except where the
+/// store stamps audit events itself.
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millis(1_760_000_000_000 + ms)
+}
+
+fn ev(action: AuditAction) -> NewAuditEvent {
+    NewAuditEvent::new(action, None)
+}
+
+fn email(raw: &str) -> Email {
+    Email::parse(raw).unwrap()
+}
+
+fn new_user(address: &str) -> NewUser {
+    NewUser {
+        id: UserId::new(),
+        email: email(address),
+        display_name: format!("Person {address}"),
+        password_hash: Some(format!("$argon2id$v=19$hash-of-{address}")),
+        created_at: at(1),
+    }
+}
+
+async fn user(s: &dyn Store, address: &str) -> User {
+    s.create_user(&new_user(address), &ev(AuditAction::UserCreated))
+        .await
+        .unwrap()
+}
+
+fn new_org(slug: &str) -> NewOrganization {
+    NewOrganization {
+        id: OrgId::new(),
+        slug: OrgSlug::parse(slug).unwrap(),
+        name: format!("Org {slug}"),
+        settings: OrgSettings::default(),
+        created_at: at(2),
+    }
+}
+
+async fn org(s: &dyn Store, slug: &str, owner: UserId) -> Organization {
+    let new = new_org(slug);
+    let event = ev(AuditAction::OrgCreated).org(new.id);
+    s.create_organization(&new, owner, &event).await.unwrap()
+}
+
+/// An organization `acme` owned by `ada@example.org`.
+async fn world(s: &dyn Store) -> (Organization, User) {
+    let ada = user(s, "ada@example.org").await;
+    let acme = org(s, "acme", ada.id).await;
+    (acme, ada)
+}
+
+async fn join(s: &dyn Store, org: OrgId, address: &str, role: Role) -> User {
+    let u = user(s, address).await;
+    let event = ev(AuditAction::MemberAdded).org(org);
+    s.add_member(org, u.id, role, at(3), &event).await.unwrap();
+    u
+}
+
+fn new_connector(org: OrgId, name: &str) -> NewConnector {
+    NewConnector {
+        id: ConnectorId::new(),
+        org_id: org,
+        name: ConnectorName::parse(name).unwrap(),
+        url: url(&format!(
+            "https://mcp.example.org/{}",
+            name.to_ascii_lowercase()
+        )),
+        description: None,
+        status: ConnectorStatus::Connecting,
+        auth_method: AuthMethod::Unknown,
+        credential: None,
+        created_at: at(4),
+    }
+}
+
+fn url(raw: &str) -> ConnectorUrl {
+    ConnectorUrl::parse(raw, &HttpAllowance::default()).unwrap()
+}
+
+async fn connector(s: &dyn Store, org: OrgId, name: &str) -> Connector {
+    let event = ev(AuditAction::ConnectorCreated).org(org);
+    s.create_connector(&new_connector(org, name), &event)
+        .await
+        .unwrap()
+}
+
+fn credential(sealed: &str) -> StoredCredential {
+    StoredCredential {
+        kind: CredentialKind::Bearer,
+        sealed: sealed.to_owned(),
+    }
+}
+
+fn definition(name: &str, description: &str) -> FunctionDefinition {
+    FunctionDefinition {
+        name: name.to_owned(),
+        title: None,
+        description: Some(description.to_owned()),
+        input_schema: json!({"type": "object", "properties": {"q": {"type": "string"}}}),
+        output_schema: None,
+        annotations: Some(json!({"readOnlyHint": true})),
+    }
+}
+
+fn tool(name: &str, description: &str) -> DiscoveredFunction {
+    DiscoveredFunction::new(definition(name, description))
+}
+
+fn synced(org: OrgId) -> NewAuditEvent {
+    ev(AuditAction::FunctionsSynced).org(org)
+}
+
+/// Runs a discovery pass and returns its summary.
+async fn sync(
+    s: &dyn Store,
+    org: OrgId,
+    connector: ConnectorId,
+    found: &[DiscoveredFunction],
+    new_functions: NewFunctionState,
+    now: i64,
+) -> SyncSummary {
+    s.sync_functions(org, connector, found, new_functions, at(now), &synced(org))
+        .await
+        .unwrap()
+}
+
+/// A function as stored, read as someone without a preference.
+async fn func(s: &dyn Store, org: OrgId, connector: ConnectorId, name: &str) -> Function {
+    s.function(org, connector, name, UserId::new())
+        .await
+        .unwrap()
+        .function
+}
+
+fn first(limit: u32) -> PageRequest {
+    PageRequest { after: None, limit }
+}
+
+fn filter(org: OrgId) -> AuditFilter {
+    AuditFilter {
+        org_id: org,
+        action: None,
+        actor_id: None,
+        since: None,
+        until: None,
+        newest_first: false,
+    }
+}
+
+/// Every event an organization's log shows, oldest first.
+async fn log(s: &dyn Store, org: OrgId) -> Vec<AuditEvent> {
+    list_log(s, &filter(org)).await
+}
+
+async fn list_log(s: &dyn Store, f: &AuditFilter) -> Vec<AuditEvent> {
+    let page = s.list_audit(f, first(10_000)).await.unwrap();
+    assert_eq!(page.next, None);
+    page.items
+}
+
+/// How many audit events exist in the whole database, whichever organization they concern.
+async fn audit_count(s: &dyn Store) -> usize {
+    rows_of(&s.export().await.unwrap(), "audit_events").len()
+}
+
+fn rows_of<'a>(snapshot: &'a Snapshot, table: &str) -> &'a [Vec<Cell>] {
+    &snapshot
+        .tables
+        .iter()
+        .find(|t| t.name == table)
+        .unwrap_or_else(|| panic!("the snapshot has no table {table}"))
+        .rows
+}
+
+/// Builds a row of `table` from column values by name, in [`SCHEMA`]'s column order.
+fn row(table: &str, values: &[(&str, Cell)]) -> Vec<Cell> {
+    let spec = SCHEMA.iter().find(|t| t.name == table).unwrap();
+    spec.columns
+        .iter()
+        .map(|(column, _)| {
+            values
+                .iter()
+                .find(|(c, _)| c == column)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no value for {table}.{column}"))
+        })
+        .collect()
+}
+
+/// A member's own credential for a connector, as a `connector_credentials` row. The trait
+/// has no method that stores one yet, so cases put them in through `import`.
+fn member_credential_row(connector: ConnectorId, holder: UserId, sealed: &str) -> Vec<Cell> {
+    row(
+        "connector_credentials",
+        &[
+            ("id", Cell::Uuid(Uuid::now_v7())),
+            ("connector_id", Cell::Uuid(connector.0)),
+            ("user_id", Cell::Uuid(holder.0)),
+            ("kind", Cell::Text("bearer".into())),
+            ("sealed", Cell::Text(sealed.into())),
+            ("updated_at", Cell::Int(at(9).millis())),
+        ],
+    )
+}
+
+/// Copies `from` into a fresh store with `extra` rows added to `table`.
+async fn copy_with(
+    cx: &Cx,
+    from: &dyn Store,
+    table: &str,
+    extra: Vec<Vec<Cell>>,
+) -> Arc<dyn Store> {
+    let mut snapshot = from.export().await.unwrap();
+    let dump = snapshot
+        .tables
+        .iter_mut()
+        .find(|t| t.name == table)
+        .unwrap();
+    dump.rows.extend(extra);
+    let target = cx.fresh().await;
+    target.import(&snapshot).await.unwrap();
+    target
+}
+
+#[track_caller]
+fn conflict<T: Debug>(result: StoreResult<T>, field: &str) -> String {
+    match result {
+        Err(StoreError::Conflict { field: f, message }) if f == field => {
+            assert!(!message.is_empty(), "a conflict must say what clashed");
+            message
+        }
+        other => panic!("expected a conflict on `{field}`, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn not_found<T: Debug>(result: StoreResult<T>, what: &str) {
+    match result {
+        Err(StoreError::NotFound(w)) if w == what => {}
+        other => panic!("expected `{what} not found`, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn last_owner<T: Debug>(result: StoreResult<T>) {
+    match result {
+        Err(StoreError::LastOwner) => {}
+        other => panic!("expected LastOwner, got {other:?}"),
+    }
+}
+
+/// Walks every page of a list, checking the paging rules on the way: no page is longer than
+/// its limit, a page with a cursor is full and its cursor is its last item's id.
+async fn all_pages<T, F, Fut>(limit: u32, mut fetch: F, id: impl Fn(&T) -> Uuid) -> Vec<T>
+where
+    T: Debug,
+    F: FnMut(PageRequest) -> Fut,
+    Fut: Future<Output = StoreResult<Page<T>>>,
+{
+    let mut out = Vec::new();
+    let mut after = None;
+    for _ in 0..10_000 {
+        let page = fetch(PageRequest { after, limit }).await.unwrap();
+        assert!(page.items.len() <= limit as usize, "page over its limit");
+        match page.next {
+            Some(next) => {
+                assert_eq!(
+                    page.items.len(),
+                    limit as usize,
+                    "a page with a cursor is full"
+                );
+                assert_eq!(
+                    page.items.last().map(&id),
+                    Some(next),
+                    "cursor is the last id"
+                );
+                out.extend(page.items);
+                after = Some(next);
+            }
+            None => {
+                out.extend(page.items);
+                return out;
+            }
+        }
+    }
+    panic!("pagination never ended")
+}
+
+fn assert_unique_sorted(ids: &[Uuid], descending: bool) {
+    for pair in ids.windows(2) {
+        if descending {
+            assert!(pair[0] > pair[1], "ids not strictly descending: {ids:?}");
+        } else {
+            assert!(pair[0] < pair[1], "ids not strictly ascending: {ids:?}");
+        }
+    }
+}
+
+// ---- basics and settings ------------------------------------------------------------------
+
+async fn store_basics(cx: Cx) {
+    let s = &*cx.store;
+    assert!(["sqlite", "postgres"].contains(&s.backend()));
+    s.ping().await.unwrap();
+    // Migrating an up-to-date database changes nothing.
+    s.migrate().await.unwrap();
+    assert_eq!(s.user_count().await.unwrap(), 0);
+    // A fresh database holds every table of SCHEMA, in order, and no rows at all.
+    let snapshot = s.export().await.unwrap();
+    let names: Vec<&str> = snapshot.tables.iter().map(|t| t.name.as_str()).collect();
+    let expected: Vec<&str> = SCHEMA.iter().map(|t| t.name).collect();
+    assert_eq!(names, expected);
+    assert_eq!(snapshot.row_count(), 0);
+}
+
+async fn instance_settings_round_trip(cx: Cx) {
+    let s = &*cx.store;
+    assert_eq!(s.instance_setting("setup_token").await.unwrap(), None);
+    s.set_instance_setting("setup_token", Some("abc"))
+        .await
+        .unwrap();
+    s.set_instance_setting("other", Some("x")).await.unwrap();
+    assert_eq!(
+        s.instance_setting("setup_token").await.unwrap().as_deref(),
+        Some("abc")
+    );
+    s.set_instance_setting("setup_token", Some("def"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.instance_setting("setup_token").await.unwrap().as_deref(),
+        Some("def")
+    );
+    s.set_instance_setting("setup_token", None).await.unwrap();
+    assert_eq!(s.instance_setting("setup_token").await.unwrap(), None);
+    assert_eq!(
+        s.instance_setting("other").await.unwrap().as_deref(),
+        Some("x")
+    );
+    // Removing what is not there is not an error.
+    s.set_instance_setting("missing", None).await.unwrap();
+}
+
+// ---- accounts -----------------------------------------------------------------------------
+
+async fn first_owner_setup(cx: Cx) {
+    let s = &*cx.store;
+    s.set_instance_setting("setup_token", Some("hash-of-token"))
+        .await
+        .unwrap();
+    s.set_instance_setting("keep", Some("me")).await.unwrap();
+    let ada = new_user("ada@example.org");
+    let acme = new_org("acme");
+    let event = ev(AuditAction::SetupCompleted).org(acme.id);
+    s.create_first_owner(&ada, &acme, "setup_token", &event)
+        .await
+        .unwrap();
+
+    assert_eq!(s.user_count().await.unwrap(), 1);
+    assert_eq!(s.instance_setting("setup_token").await.unwrap(), None);
+    assert_eq!(
+        s.instance_setting("keep").await.unwrap().as_deref(),
+        Some("me")
+    );
+    let orgs = s.organizations_of(ada.id).await.unwrap();
+    assert_eq!(orgs.len(), 1);
+    assert_eq!(orgs[0].0.id, acme.id);
+    assert_eq!(orgs[0].0.slug, acme.slug);
+    assert_eq!(orgs[0].1, Role::Owner);
+    let owner = s.member(acme.id, ada.id).await.unwrap();
+    assert_eq!(owner.role, Role::Owner);
+    assert_eq!(owner.joined_at, acme.created_at);
+    let events = log(s, acme.id).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, AuditAction::SetupCompleted);
+}
+
+async fn first_owner_setup_only_once(cx: Cx) {
+    let s = &*cx.store;
+    let ada = new_user("ada@example.org");
+    let acme = new_org("acme");
+    let event = ev(AuditAction::SetupCompleted).org(acme.id);
+    s.create_first_owner(&ada, &acme, "setup_token", &event)
+        .await
+        .unwrap();
+    s.set_instance_setting("setup_token", Some("second"))
+        .await
+        .unwrap();
+    let before = audit_count(s).await;
+
+    let bob = new_user("bob@example.org");
+    let beta = new_org("beta");
+    let event = ev(AuditAction::SetupCompleted).org(beta.id);
+    conflict(
+        s.create_first_owner(&bob, &beta, "setup_token", &event)
+            .await,
+        "setup",
+    );
+    // Nothing of the refused setup was kept: no user, no organization, token still there.
+    assert_eq!(s.user_count().await.unwrap(), 1);
+    not_found(s.organization(beta.id).await, "organization");
+    assert_eq!(
+        s.instance_setting("setup_token").await.unwrap().as_deref(),
+        Some("second")
+    );
+    assert_eq!(audit_count(s).await, before);
+}
+
+async fn users_create_and_read(cx: Cx) {
+    let s = &*cx.store;
+    let new = new_user("  Ada@Example.ORG ");
+    let ada = s
+        .create_user(&new, &ev(AuditAction::UserCreated))
+        .await
+        .unwrap();
+    assert_eq!(
+        ada,
+        User {
+            id: new.id,
+            email: email("ada@example.org"),
+            display_name: new.display_name.clone(),
+            created_at: new.created_at,
+        }
+    );
+    assert_eq!(s.user(ada.id).await.unwrap(), ada);
+    let login = s.user_login(&email("ADA@example.org")).await.unwrap();
+    assert_eq!(login, Some((ada.clone(), new.password_hash.clone())));
+
+    let mut no_password = new_user("sso@example.org");
+    no_password.password_hash = None;
+    let sso = s
+        .create_user(&no_password, &ev(AuditAction::UserCreated))
+        .await
+        .unwrap();
+    assert_eq!(s.user_login(&sso.email).await.unwrap(), Some((sso, None)));
+
+    assert_eq!(
+        s.user_login(&email("nobody@example.org")).await.unwrap(),
+        None
+    );
+    not_found(s.user(UserId::new()).await, "user");
+    assert_eq!(s.user_count().await.unwrap(), 2);
+    assert_eq!(audit_count(s).await, 2);
+}
+
+async fn user_email_is_unique_ignoring_case(cx: Cx) {
+    let s = &*cx.store;
+    user(s, "ada@example.org").await;
+    let before = audit_count(s).await;
+    let again = new_user(" ADA@Example.org");
+    let message = conflict(
+        s.create_user(&again, &ev(AuditAction::UserCreated)).await,
+        "email",
+    );
+    assert!(message.contains("ada@example.org"), "{message}");
+    assert_eq!(s.user_count().await.unwrap(), 1);
+    not_found(s.user(again.id).await, "user");
+    assert_eq!(audit_count(s).await, before);
+}
+
+fn session_of(user: UserId, hash: &str, expires: i64) -> Session {
+    Session {
+        token_hash: hash.to_owned(),
+        user_id: user,
+        csrf_token: format!("csrf-{hash}"),
+        created_at: at(0),
+        expires_at: at(expires),
+    }
+}
+
+async fn set_password_ends_sessions(cx: Cx) {
+    let s = &*cx.store;
+    let ada = user(s, "ada@example.org").await;
+    let bob = user(s, "bob@example.org").await;
+    s.create_session(&session_of(ada.id, "s1", 1000))
+        .await
+        .unwrap();
+    s.create_session(&session_of(ada.id, "s2", 1000))
+        .await
+        .unwrap();
+    s.create_session(&session_of(bob.id, "s3", 1000))
+        .await
+        .unwrap();
+    let before = audit_count(s).await;
+
+    let event = ev(AuditAction::PasswordChanged).target("user", ada.id);
+    s.set_password(ada.id, "new-hash", &event).await.unwrap();
+    let login = s.user_login(&ada.email).await.unwrap().unwrap();
+    assert_eq!(login.1.as_deref(), Some("new-hash"));
+    assert_eq!(s.session("s1", at(10)).await.unwrap(), None);
+    assert_eq!(s.session("s2", at(10)).await.unwrap(), None);
+    // Other people's sessions are untouched.
+    assert!(s.session("s3", at(10)).await.unwrap().is_some());
+    assert_eq!(audit_count(s).await, before + 1);
+
+    not_found(s.set_password(UserId::new(), "x", &event).await, "user");
+    assert_eq!(audit_count(s).await, before + 1);
+}
+
+async fn sessions_expire_and_end(cx: Cx) {
+    let s = &*cx.store;
+    let ada = user(s, "ada@example.org").await;
+    let s1 = session_of(ada.id, "h1", 1000);
+    s.create_session(&s1).await.unwrap();
+    assert_eq!(
+        s.session("h1", at(999)).await.unwrap(),
+        Some((s1.clone(), ada.clone()))
+    );
+    // A session is expired from its expiry instant on.
+    assert_eq!(s.session("h1", at(1000)).await.unwrap(), None);
+    assert_eq!(s.session("unknown", at(0)).await.unwrap(), None);
+
+    s.create_session(&session_of(ada.id, "h2", 500))
+        .await
+        .unwrap();
+    s.create_session(&session_of(ada.id, "h3", 2000))
+        .await
+        .unwrap();
+    // Expired at `now` means expires_at <= now: h1 (at 1000) and h2 go, h3 stays.
+    assert_eq!(s.delete_expired_sessions(at(1000)).await.unwrap(), 2);
+    assert_eq!(s.delete_expired_sessions(at(1000)).await.unwrap(), 0);
+    assert!(s.session("h3", at(1500)).await.unwrap().is_some());
+    s.delete_session("h3").await.unwrap();
+    assert_eq!(s.session("h3", at(1500)).await.unwrap(), None);
+    s.delete_session("h3").await.unwrap();
+
+    not_found(
+        s.create_session(&session_of(UserId::new(), "h4", 10)).await,
+        "user",
+    );
+}
+
+fn token_of(user: UserId, name: &str, created: i64) -> ApiToken {
+    ApiToken {
+        id: ApiTokenId::new(),
+        user_id: user,
+        name: name.to_owned(),
+        prefix: format!("sb_{name}"),
+        created_at: at(created),
+        expires_at: at(10_000),
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+async fn api_tokens_lifecycle(cx: Cx) {
+    let s = &*cx.store;
+    let ada = user(s, "ada@example.org").await;
+    let bob = user(s, "bob@example.org").await;
+    let issued = ev(AuditAction::TokenIssued);
+    let t1 = token_of(ada.id, "laptop", 0);
+    let t2 = token_of(ada.id, "ci", 100);
+    s.create_api_token(&t1, "hash1", &issued).await.unwrap();
+    s.create_api_token(&t2, "hash2", &issued).await.unwrap();
+
+    assert_eq!(
+        s.api_token("hash1", at(5)).await.unwrap(),
+        Some((t1.clone(), ada.clone()))
+    );
+    assert_eq!(
+        s.api_token("hash1", at(10_000)).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(s.api_token("nope", at(5)).await.unwrap(), None);
+
+    s.touch_api_token(t1.id, at(50)).await.unwrap();
+    let (used, _) = s.api_token("hash1", at(51)).await.unwrap().unwrap();
+    assert_eq!(used.last_used_at, Some(at(50)));
+    not_found(
+        s.touch_api_token(ApiTokenId::new(), at(50)).await,
+        "api token",
+    );
+
+    // Newest first.
+    let ids: Vec<_> = s
+        .list_api_tokens(ada.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, vec![t2.id, t1.id]);
+    assert!(s.list_api_tokens(bob.id).await.unwrap().is_empty());
+
+    let revoked = ev(AuditAction::TokenRevoked);
+    not_found(
+        s.revoke_api_token(bob.id, t1.id, at(60), &revoked).await,
+        "api token",
+    );
+    let r = s
+        .revoke_api_token(ada.id, t1.id, at(60), &revoked)
+        .await
+        .unwrap();
+    assert_eq!(r.revoked_at, Some(at(60)));
+    assert_eq!(r.last_used_at, Some(at(50)));
+    assert_eq!(s.api_token("hash1", at(61)).await.unwrap(), None);
+    // Revoking again keeps the first revocation time.
+    let again = s
+        .revoke_api_token(ada.id, t1.id, at(70), &revoked)
+        .await
+        .unwrap();
+    assert_eq!(again.revoked_at, Some(at(60)));
+    let listed = s.list_api_tokens(ada.id).await.unwrap();
+    assert_eq!(listed.len(), 2, "revoked tokens stay listed");
+    assert_eq!(listed[1].revoked_at, Some(at(60)));
+    assert!(s.api_token("hash2", at(61)).await.unwrap().is_some());
+
+    let before = audit_count(s).await;
+    let t3 = token_of(bob.id, "dup", 200);
+    conflict(
+        s.create_api_token(&t3, "hash2", &issued).await,
+        "token_hash",
+    );
+    not_found(
+        s.create_api_token(&token_of(UserId::new(), "ghost", 0), "hash9", &issued)
+            .await,
+        "user",
+    );
+    assert_eq!(audit_count(s).await, before);
+    assert!(s.list_api_tokens(bob.id).await.unwrap().is_empty());
+}
+
+// ---- organizations and members ------------------------------------------------------------
+
+async fn organizations_create_read_update(cx: Cx) {
+    let s = &*cx.store;
+    let ada = user(s, "ada@example.org").await;
+    let new = new_org("acme");
+    let acme = s
+        .create_organization(&new, ada.id, &ev(AuditAction::OrgCreated).org(new.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        acme,
+        Organization {
+            id: new.id,
+            slug: new.slug.clone(),
+            name: new.name.clone(),
+            settings: OrgSettings::default(),
+            created_at: new.created_at,
+        }
+    );
+    assert_eq!(s.organization(acme.id).await.unwrap(), acme);
+    assert_eq!(s.role_of(acme.id, ada.id).await.unwrap(), Some(Role::Owner));
+
+    let before = audit_count(s).await;
+    let dup = new_org("acme");
+    let message = conflict(
+        s.create_organization(&dup, ada.id, &ev(AuditAction::OrgCreated))
+            .await,
+        "slug",
+    );
+    assert!(message.contains("acme"), "{message}");
+    not_found(s.organization(dup.id).await, "organization");
+    not_found(
+        s.create_organization(
+            &new_org("ghost"),
+            UserId::new(),
+            &ev(AuditAction::OrgCreated),
+        )
+        .await,
+        "user",
+    );
+    assert_eq!(audit_count(s).await, before);
+
+    let updated = ev(AuditAction::OrgUpdated).org(acme.id);
+    let renamed = s
+        .update_organization(acme.id, Some("Acme Labs"), None, &updated)
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "Acme Labs");
+    assert_eq!(renamed.settings, OrgSettings::default());
+    let allowed = OrgSettings {
+        new_functions: NewFunctionState::Allowed,
+    };
+    let changed = s
+        .update_organization(acme.id, None, Some(&allowed), &updated)
+        .await
+        .unwrap();
+    assert_eq!(changed.name, "Acme Labs");
+    assert_eq!(changed.settings, allowed);
+    assert_eq!(s.organization(acme.id).await.unwrap(), changed);
+    assert_eq!(audit_count(s).await, before + 2);
+    not_found(
+        s.update_organization(OrgId::new(), Some("x"), None, &updated)
+            .await,
+        "organization",
+    );
+}
+
+async fn organizations_of_sorts_slugs_by_bytes(cx: Cx) {
+    let s = &*cx.store;
+    let ada = user(s, "ada@example.org").await;
+    let bob = user(s, "bob@example.org").await;
+    org(s, "acme", ada.id).await;
+    org(s, "ab", ada.id).await;
+    org(s, "a-c", ada.id).await;
+    let zeta = org(s, "zeta", bob.id).await;
+    s.add_member(
+        zeta.id,
+        ada.id,
+        Role::Member,
+        at(3),
+        &ev(AuditAction::MemberAdded),
+    )
+    .await
+    .unwrap();
+    org(s, "other", bob.id).await;
+    // By bytes, '-' sorts before letters; a locale-aware collation would put "ab" first.
+    let listed: Vec<(String, Role)> = s
+        .organizations_of(ada.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(o, r)| (o.slug.to_string(), r))
+        .collect();
+    let expected = [
+        ("a-c", Role::Owner),
+        ("ab", Role::Owner),
+        ("acme", Role::Owner),
+        ("zeta", Role::Member),
+    ];
+    let expected: Vec<(String, Role)> = expected
+        .iter()
+        .map(|(s, r)| ((*s).to_owned(), *r))
+        .collect();
+    assert_eq!(listed, expected);
+    assert!(s.organizations_of(UserId::new()).await.unwrap().is_empty());
+}
+
+async fn members_add_read_and_change(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _ada) = world(s).await;
+    let bob = user(s, "bob@example.org").await;
+    let added = ev(AuditAction::MemberAdded).org(acme.id);
+    let m = s
+        .add_member(acme.id, bob.id, Role::Member, at(5), &added)
+        .await
+        .unwrap();
+    assert_eq!(m.user_id, bob.id);
+    assert_eq!(m.email, bob.email);
+    assert_eq!(m.display_name, bob.display_name);
+    assert_eq!(m.role, Role::Member);
+    assert_eq!(m.joined_at, at(5));
+    assert_eq!(s.member(acme.id, bob.id).await.unwrap(), m);
+    assert_eq!(
+        s.role_of(acme.id, bob.id).await.unwrap(),
+        Some(Role::Member)
+    );
+
+    let before = audit_count(s).await;
+    let message = conflict(
+        s.add_member(acme.id, bob.id, Role::Admin, at(6), &added)
+            .await,
+        "email",
+    );
+    assert!(message.contains("bob@example.org"), "{message}");
+    assert_eq!(
+        s.role_of(acme.id, bob.id).await.unwrap(),
+        Some(Role::Member)
+    );
+    not_found(
+        s.add_member(acme.id, UserId::new(), Role::Member, at(6), &added)
+            .await,
+        "user",
+    );
+    not_found(
+        s.add_member(OrgId::new(), bob.id, Role::Member, at(6), &added)
+            .await,
+        "organization",
+    );
+    assert_eq!(audit_count(s).await, before);
+
+    let carl = user(s, "carl@example.org").await;
+    assert_eq!(s.role_of(acme.id, carl.id).await.unwrap(), None);
+    not_found(s.member(acme.id, carl.id).await, "member");
+    let role = ev(AuditAction::RoleChanged).org(acme.id);
+    not_found(
+        s.set_role(acme.id, carl.id, Role::Admin, &role).await,
+        "member",
+    );
+    not_found(
+        s.remove_member(acme.id, carl.id, &ev(AuditAction::MemberRemoved))
+            .await,
+        "member",
+    );
+
+    let promoted = s
+        .set_role(acme.id, bob.id, Role::Admin, &role)
+        .await
+        .unwrap();
+    assert_eq!(promoted.role, Role::Admin);
+    assert_eq!(promoted.joined_at, at(5));
+    assert_eq!(s.role_of(acme.id, bob.id).await.unwrap(), Some(Role::Admin));
+
+    // Membership is per organization.
+    let beta = org(s, "beta", carl.id).await;
+    not_found(s.member(beta.id, bob.id).await, "member");
+    assert_eq!(s.role_of(beta.id, bob.id).await.unwrap(), None);
+}
+
+async fn members_paginate_without_gaps(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let mut ids = vec![ada.id.0];
+    for i in 0..6 {
+        ids.push(
+            join(s, acme.id, &format!("m{i}@example.org"), Role::Member)
+                .await
+                .id
+                .0,
+        );
+    }
+    // Members of another organization never show.
+    let beta = org(s, "beta", ada.id).await;
+    join(s, beta.id, "outsider@example.org", Role::Member).await;
+    ids.sort();
+
+    for limit in [1, 3, 6, 7, 50] {
+        let listed = all_pages(limit, |p| s.list_members(acme.id, p), |m| m.user_id.0).await;
+        let got: Vec<Uuid> = listed.iter().map(|m| m.user_id.0).collect();
+        assert_eq!(got, ids, "limit {limit}");
+    }
+    let after_last = PageRequest {
+        after: ids.last().copied(),
+        limit: 3,
+    };
+    let empty = s.list_members(acme.id, after_last).await.unwrap();
+    assert!(empty.items.is_empty());
+    assert_eq!(empty.next, None);
+}
+
+async fn last_owner_cannot_be_demoted(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let role = ev(AuditAction::RoleChanged).org(acme.id);
+    let before = audit_count(s).await;
+    last_owner(s.set_role(acme.id, ada.id, Role::Admin, &role).await);
+    last_owner(s.set_role(acme.id, ada.id, Role::Member, &role).await);
+    assert_eq!(s.role_of(acme.id, ada.id).await.unwrap(), Some(Role::Owner));
+    assert_eq!(audit_count(s).await, before);
+
+    // Keeping the role of the last owner is no change and is allowed.
+    s.set_role(acme.id, ada.id, Role::Owner, &role)
+        .await
+        .unwrap();
+
+    let bob = join(s, acme.id, "bob@example.org", Role::Owner).await;
+    s.set_role(acme.id, ada.id, Role::Admin, &role)
+        .await
+        .unwrap();
+    last_owner(s.set_role(acme.id, bob.id, Role::Member, &role).await);
+    assert_eq!(s.role_of(acme.id, bob.id).await.unwrap(), Some(Role::Owner));
+
+    // Another organization's owners do not count.
+    let beta = org(s, "beta", ada.id).await;
+    last_owner(s.set_role(beta.id, ada.id, Role::Member, &role).await);
+}
+
+async fn last_owner_cannot_be_removed(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let removed = ev(AuditAction::MemberRemoved).org(acme.id);
+    let before = audit_count(s).await;
+    last_owner(s.remove_member(acme.id, ada.id, &removed).await);
+    assert_eq!(s.role_of(acme.id, ada.id).await.unwrap(), Some(Role::Owner));
+    assert_eq!(audit_count(s).await, before);
+
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    s.remove_member(acme.id, bob.id, &removed).await.unwrap();
+    assert_eq!(s.role_of(acme.id, bob.id).await.unwrap(), None);
+    not_found(s.remove_member(acme.id, bob.id, &removed).await, "member");
+    // The account itself stays.
+    assert_eq!(s.user(bob.id).await.unwrap(), bob);
+
+    let carl = join(s, acme.id, "carl@example.org", Role::Owner).await;
+    s.remove_member(acme.id, ada.id, &removed).await.unwrap();
+    last_owner(s.remove_member(acme.id, carl.id, &removed).await);
+}
+
+async fn concurrent_demotions_keep_an_owner(cx: Cx) {
+    let s = cx.store.clone();
+    let (acme, ada) = world(&*s).await;
+    let bob = join(&*s, acme.id, "bob@example.org", Role::Owner).await;
+    let role = ev(AuditAction::RoleChanged).org(acme.id);
+    for round in 0..5 {
+        let tasks: Vec<_> = [ada.id, bob.id]
+            .into_iter()
+            .map(|u| {
+                let s = s.clone();
+                let role = role.clone();
+                tokio::spawn(async move { s.set_role(acme.id, u, Role::Member, &role).await })
+            })
+            .collect();
+        let mut ok = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StoreError::LastOwner) => {}
+                Err(e) => panic!("round {round}: unexpected {e:?}"),
+            }
+        }
+        assert_eq!(ok, 1, "round {round}: exactly one demotion may pass");
+        let owners = s
+            .list_members(acme.id, first(10))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|m| m.role == Role::Owner)
+            .count();
+        assert_eq!(owners, 1, "round {round}");
+        for u in [ada.id, bob.id] {
+            s.set_role(acme.id, u, Role::Owner, &role).await.unwrap();
+        }
+    }
+}
+
+async fn remove_member_drops_their_preferences_and_credentials(cx: Cx) {
+    let a = &*cx.store;
+    let (acme, ada) = world(a).await;
+    let bob = join(a, acme.id, "bob@example.org", Role::Member).await;
+    let beta = org(a, "beta", ada.id).await;
+    a.add_member(
+        beta.id,
+        bob.id,
+        Role::Member,
+        at(3),
+        &ev(AuditAction::MemberAdded),
+    )
+    .await
+    .unwrap();
+    let docs = connector(a, acme.id, "Docs").await;
+    let wiki = connector(a, beta.id, "Wiki").await;
+    sync(
+        a,
+        acme.id,
+        docs.id,
+        &[tool("search", "s")],
+        NewFunctionState::Allowed,
+        5,
+    )
+    .await;
+    sync(
+        a,
+        beta.id,
+        wiki.id,
+        &[tool("read", "r")],
+        NewFunctionState::Allowed,
+        5,
+    )
+    .await;
+    let pref = ev(AuditAction::PreferenceChanged);
+    for (o, c, f, p) in [
+        (acme.id, docs.id, "search", MemberPreference::Always),
+        (beta.id, wiki.id, "read", MemberPreference::Never),
+    ] {
+        a.set_preference(o, c, f, bob.id, Some(p), at(6), &pref)
+            .await
+            .unwrap();
+        a.set_preference(o, c, f, ada.id, Some(p), at(6), &pref)
+            .await
+            .unwrap();
+    }
+    let s = copy_with(
+        &cx,
+        a,
+        "connector_credentials",
+        vec![
+            member_credential_row(docs.id, bob.id, "bob-docs"),
+            member_credential_row(wiki.id, bob.id, "bob-wiki"),
+            member_credential_row(docs.id, ada.id, "ada-docs"),
+        ],
+    )
+    .await;
+    let s = &*s;
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, Some(bob.id))
+            .await
+            .unwrap(),
+        Some(credential("bob-docs"))
+    );
+
+    s.remove_member(
+        acme.id,
+        bob.id,
+        &ev(AuditAction::MemberRemoved).org(acme.id),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, Some(bob.id))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.function(acme.id, docs.id, "search", bob.id)
+            .await
+            .unwrap()
+            .preference,
+        None
+    );
+    // Other members and other organizations keep theirs.
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, Some(ada.id))
+            .await
+            .unwrap(),
+        Some(credential("ada-docs"))
+    );
+    assert_eq!(
+        s.function(acme.id, docs.id, "search", ada.id)
+            .await
+            .unwrap()
+            .preference,
+        Some(MemberPreference::Always)
+    );
+    assert_eq!(
+        s.connector_credential(beta.id, wiki.id, Some(bob.id))
+            .await
+            .unwrap(),
+        Some(credential("bob-wiki"))
+    );
+    assert_eq!(
+        s.function(beta.id, wiki.id, "read", bob.id)
+            .await
+            .unwrap()
+            .preference,
+        Some(MemberPreference::Never)
+    );
+}
+
+// ---- connectors ---------------------------------------------------------------------------
+
+async fn connectors_create_and_read(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let mut new = new_connector(acme.id, "GitHub");
+    new.description = Some(Description::parse("Code and issues").unwrap());
+    new.auth_method = AuthMethod::Bearer;
+    new.credential = Some(credential("sealed-org"));
+    new.created_at = at(10);
+    let created = ev(AuditAction::ConnectorCreated).org(acme.id);
+    let github = s.create_connector(&new, &created).await.unwrap();
+    assert_eq!(
+        github,
+        Connector {
+            id: new.id,
+            org_id: acme.id,
+            name: new.name.clone(),
+            url: new.url.clone(),
+            description: new.description.clone(),
+            status: ConnectorStatus::Connecting,
+            last_error: None,
+            auth_method: AuthMethod::Bearer,
+            has_credential: true,
+            transport: None,
+            protocol_version: None,
+            created_at: at(10),
+            updated_at: at(10),
+        }
+    );
+    assert_eq!(s.connector(acme.id, github.id).await.unwrap(), github);
+    assert_eq!(s.connector_org(github.id).await.unwrap(), acme.id);
+    not_found(s.connector_org(ConnectorId::new()).await, "connector");
+    not_found(s.connector(acme.id, ConnectorId::new()).await, "connector");
+    assert_eq!(
+        s.connector_credential(acme.id, github.id, None)
+            .await
+            .unwrap(),
+        Some(credential("sealed-org"))
+    );
+    assert_eq!(
+        s.connector_credential(acme.id, github.id, Some(ada.id))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let jira = connector(s, acme.id, "Jira").await;
+    assert!(!jira.has_credential);
+    assert_eq!(jira.description, None);
+    assert_eq!(
+        s.connector_credential(acme.id, jira.id, None)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let listed = s.list_connectors(acme.id, first(10)).await.unwrap();
+    let mut expected = vec![github.id, jira.id];
+    expected.sort();
+    assert_eq!(
+        listed.items.iter().map(|c| c.id).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(listed.next, None);
+
+    not_found(
+        s.create_connector(&new_connector(OrgId::new(), "Ghost"), &created)
+            .await,
+        "organization",
+    );
+    let events = log(s, acme.id).await;
+    let n = events
+        .iter()
+        .filter(|e| e.action == AuditAction::ConnectorCreated)
+        .count();
+    assert_eq!(n, 2);
+}
+
+async fn connector_names_are_unique_ignoring_case(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let github = connector(s, acme.id, "GitHub").await;
+    let jira = connector(s, acme.id, "Jira").await;
+    let before = audit_count(s).await;
+
+    let mut again = new_connector(acme.id, "github");
+    again.credential = Some(credential("must-not-stay"));
+    let message = conflict(
+        s.create_connector(&again, &ev(AuditAction::ConnectorCreated))
+            .await,
+        "name",
+    );
+    assert!(message.contains("already exists"), "{message}");
+    assert!(message.contains("github"), "{message}");
+    not_found(s.connector(acme.id, again.id).await, "connector");
+
+    let mut rename = ConnectorPatch::at(at(20));
+    rename.name = Some(ConnectorName::parse("GITHUB").unwrap());
+    let updated = ev(AuditAction::ConnectorUpdated).org(acme.id);
+    conflict(
+        s.update_connector(acme.id, jira.id, &rename, &updated)
+            .await,
+        "name",
+    );
+    assert_eq!(s.connector(acme.id, jira.id).await.unwrap(), jira);
+    assert_eq!(audit_count(s).await, before);
+    let snapshot = s.export().await.unwrap();
+    assert!(rows_of(&snapshot, "connector_credentials").is_empty());
+
+    // Changing only the case of one's own name is fine.
+    let renamed = s
+        .update_connector(acme.id, github.id, &rename, &updated)
+        .await
+        .unwrap();
+    assert_eq!(renamed.name.as_str(), "GITHUB");
+
+    // The same name in another organization is fine.
+    let beta = org(s, "beta", ada.id).await;
+    connector(s, beta.id, "github").await;
+    assert_eq!(
+        s.list_connectors(acme.id, first(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+}
+
+async fn connectors_are_scoped_to_their_organization(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = user(s, "bob@example.org").await;
+    let beta = org(s, "beta", bob.id).await;
+    let mut new = new_connector(acme.id, "Docs");
+    new.credential = Some(credential("sealed"));
+    let docs = s
+        .create_connector(&new, &ev(AuditAction::ConnectorCreated))
+        .await
+        .unwrap();
+    let found = [tool("search", "v1")];
+    sync(s, acme.id, docs.id, &found, NewFunctionState::Allowed, 5).await;
+    let functions = s.list_functions(acme.id, docs.id, ada.id).await.unwrap();
+    let before = audit_count(s).await;
+    let hash = found[0].hash.clone();
+
+    let e = ev(AuditAction::ConnectorUpdated).org(beta.id);
+    let mut patch = ConnectorPatch::at(at(9));
+    patch.name = Some(ConnectorName::parse("Stolen").unwrap());
+    patch.credential = Some(None);
+    for o in [beta.id, OrgId::new()] {
+        not_found(s.connector(o, docs.id).await, "connector");
+        not_found(
+            s.update_connector(o, docs.id, &patch, &e).await,
+            "connector",
+        );
+        not_found(s.delete_connector(o, docs.id, &e).await, "connector");
+        not_found(s.connector_credential(o, docs.id, None).await, "connector");
+        not_found(
+            s.sync_functions(o, docs.id, &[], NewFunctionState::Allowed, at(9), &e)
+                .await,
+            "connector",
+        );
+        not_found(s.list_functions(o, docs.id, bob.id).await, "connector");
+        not_found(s.function(o, docs.id, "search", bob.id).await, "connector");
+        not_found(s.function_versions(o, docs.id, "search").await, "connector");
+        not_found(
+            s.set_floor(o, docs.id, "search", FloorPolicy::Blocked, at(9), &e)
+                .await,
+            "connector",
+        );
+        not_found(
+            s.set_preference(
+                o,
+                docs.id,
+                "search",
+                bob.id,
+                Some(MemberPreference::Always),
+                at(9),
+                &e,
+            )
+            .await,
+            "connector",
+        );
+        not_found(
+            s.approve_function(o, docs.id, "search", &hash, at(9), &e)
+                .await,
+            "connector",
+        );
+    }
+    // An unknown connector id in the right organization is just as absent.
+    not_found(s.connector(acme.id, ConnectorId::new()).await, "connector");
+    not_found(
+        s.list_functions(acme.id, ConnectorId::new(), ada.id).await,
+        "connector",
+    );
+
+    assert_eq!(s.connector(acme.id, docs.id).await.unwrap(), docs);
+    assert_eq!(
+        s.list_functions(acme.id, docs.id, ada.id).await.unwrap(),
+        functions
+    );
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, None)
+            .await
+            .unwrap(),
+        Some(credential("sealed"))
+    );
+    assert_eq!(audit_count(s).await, before);
+}
+
+async fn connectors_paginate_without_gaps(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let beta = org(s, "beta", ada.id).await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(connector(s, acme.id, &format!("Tool{i}")).await.id.0);
+    }
+    connector(s, beta.id, "Tool0").await;
+    connector(s, beta.id, "Other").await;
+    ids.sort();
+    for limit in [1, 2, 3, 7, 8] {
+        let listed = all_pages(limit, |p| s.list_connectors(acme.id, p), |c| c.id.0).await;
+        assert!(listed.iter().all(|c| c.org_id == acme.id));
+        let got: Vec<Uuid> = listed.iter().map(|c| c.id.0).collect();
+        assert_eq!(got, ids, "limit {limit}");
+    }
+}
+
+async fn update_connector_applies_the_patch(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _ada) = world(s).await;
+    let mut new = new_connector(acme.id, "Docs");
+    new.description = Some(Description::parse("Team docs").unwrap());
+    let docs = s
+        .create_connector(&new, &ev(AuditAction::ConnectorCreated))
+        .await
+        .unwrap();
+    let e = ev(AuditAction::ConnectorUpdated).org(acme.id);
+    let before = audit_count(s).await;
+
+    let mut p = ConnectorPatch::at(at(100));
+    p.url = Some(url("https://docs.example.org/mcp"));
+    p.description = Some(None);
+    p.status = Some((ConnectorStatus::Error, Some("the server timed out".into())));
+    p.auth_method = Some(AuthMethod::Oauth);
+    p.transport = Some((Transport::StreamableHttp, "2025-11-25".into()));
+    p.credential = Some(Some(credential("first")));
+    let u = s.update_connector(acme.id, docs.id, &p, &e).await.unwrap();
+    let expected = Connector {
+        url: url("https://docs.example.org/mcp"),
+        description: None,
+        status: ConnectorStatus::Error,
+        last_error: Some("the server timed out".into()),
+        auth_method: AuthMethod::Oauth,
+        has_credential: true,
+        transport: Some(Transport::StreamableHttp),
+        protocol_version: Some("2025-11-25".into()),
+        updated_at: at(100),
+        ..docs.clone()
+    };
+    assert_eq!(u, expected);
+    assert_eq!(s.connector(acme.id, docs.id).await.unwrap(), expected);
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, None)
+            .await
+            .unwrap(),
+        Some(credential("first"))
+    );
+
+    let mut p = ConnectorPatch::at(at(200));
+    p.status = Some((ConnectorStatus::Active, None));
+    p.credential = Some(Some(StoredCredential {
+        kind: CredentialKind::Headers,
+        sealed: "second".into(),
+    }));
+    let u = s.update_connector(acme.id, docs.id, &p, &e).await.unwrap();
+    assert_eq!(u.status, ConnectorStatus::Active);
+    assert_eq!(u.last_error, None);
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, None)
+            .await
+            .unwrap(),
+        Some(StoredCredential {
+            kind: CredentialKind::Headers,
+            sealed: "second".into()
+        })
+    );
+    let snapshot = s.export().await.unwrap();
+    assert_eq!(
+        rows_of(&snapshot, "connector_credentials").len(),
+        1,
+        "replaced, not added"
+    );
+
+    // An empty patch changes only the time.
+    let u2 = s
+        .update_connector(acme.id, docs.id, &ConnectorPatch::at(at(300)), &e)
+        .await
+        .unwrap();
+    assert_eq!(
+        u2,
+        Connector {
+            updated_at: at(300),
+            ..u.clone()
+        }
+    );
+
+    let mut p = ConnectorPatch::at(at(400));
+    p.credential = Some(None);
+    p.description = Some(Some(Description::parse("Back again").unwrap()));
+    let u3 = s.update_connector(acme.id, docs.id, &p, &e).await.unwrap();
+    assert!(!u3.has_credential);
+    assert_eq!(
+        u3.description.as_ref().map(|d| d.as_str()),
+        Some("Back again")
+    );
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(audit_count(s).await, before + 4);
+
+    not_found(
+        s.update_connector(acme.id, ConnectorId::new(), &ConnectorPatch::at(at(1)), &e)
+            .await,
+        "connector",
+    );
+}
+
+async fn delete_connector_cascades(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let mut new = new_connector(acme.id, "Docs");
+    new.credential = Some(credential("sealed"));
+    let docs = s
+        .create_connector(&new, &ev(AuditAction::ConnectorCreated).org(acme.id))
+        .await
+        .unwrap();
+    let keep = connector(s, acme.id, "Keep").await;
+    for c in [docs.id, keep.id] {
+        sync(
+            s,
+            acme.id,
+            c,
+            &[tool("a", "1"), tool("b", "1")],
+            NewFunctionState::Allowed,
+            5,
+        )
+        .await;
+        sync(
+            s,
+            acme.id,
+            c,
+            &[tool("a", "2"), tool("b", "1")],
+            NewFunctionState::Allowed,
+            6,
+        )
+        .await;
+        s.set_preference(
+            acme.id,
+            c,
+            "a",
+            bob.id,
+            Some(MemberPreference::Ask),
+            at(7),
+            &ev(AuditAction::PreferenceChanged),
+        )
+        .await
+        .unwrap();
+    }
+    let s2 = copy_with(
+        &cx,
+        s,
+        "connector_credentials",
+        vec![member_credential_row(docs.id, bob.id, "bob")],
+    )
+    .await;
+    let s = &*s2;
+    let before = s.export().await.unwrap();
+
+    let deleted = ev(AuditAction::ConnectorDeleted)
+        .org(acme.id)
+        .target("connector", docs.id);
+    s.delete_connector(acme.id, docs.id, &deleted)
+        .await
+        .unwrap();
+    not_found(s.connector(acme.id, docs.id).await, "connector");
+    not_found(s.connector_org(docs.id).await, "connector");
+    not_found(
+        s.delete_connector(acme.id, docs.id, &deleted).await,
+        "connector",
+    );
+
+    // Everything hanging off the deleted connector is gone; the other one keeps all of its.
+    let after = s.export().await.unwrap();
+    for (table, gone) in [
+        ("connectors", 1),
+        ("connector_credentials", 2),
+        ("functions", 2),
+        ("function_versions", 3),
+        ("member_preferences", 1),
+    ] {
+        assert_eq!(
+            rows_of(&after, table).len() + gone,
+            rows_of(&before, table).len(),
+            "{table}"
+        );
+    }
+    assert_eq!(
+        s.list_functions(acme.id, keep.id, ada.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // The audit log outlives what it describes.
+    assert_eq!(
+        rows_of(&after, "audit_events").len(),
+        rows_of(&before, "audit_events").len() + 1
+    );
+    let events = log(s, acme.id).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == AuditAction::ConnectorCreated)
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last.action, AuditAction::ConnectorDeleted);
+    assert_eq!(last.target, Some(format!("connector:{}", docs.id)));
+
+    // The name is free again.
+    connector(s, acme.id, "docs").await;
+}
+
+async fn concurrent_creates_with_one_folded_name(cx: Cx) {
+    let s = cx.store.clone();
+    let (acme, _ada) = world(&*s).await;
+    let before = audit_count(&*s).await;
+    let tasks: Vec<_> = (0..20u32)
+        .map(|i| {
+            // Twenty spellings of one name, differing only in case.
+            let name: String = "Searcher"
+                .chars()
+                .enumerate()
+                .map(|(k, ch)| {
+                    if i & (1 << (k % 5)) != 0 {
+                        ch.to_ascii_uppercase()
+                    } else {
+                        ch.to_ascii_lowercase()
+                    }
+                })
+                .collect();
+            let s = s.clone();
+            let new = new_connector(acme.id, &name);
+            let event = ev(AuditAction::ConnectorCreated).org(acme.id);
+            tokio::spawn(async move { s.create_connector(&new, &event).await })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::Conflict { field: "name", .. }) => {}
+            Err(e) => panic!("expected a name conflict, got {e:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(
+        s.list_connectors(acme.id, first(50))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(audit_count(&*s).await, before + 1);
+}
+
+// ---- functions ----------------------------------------------------------------------------
+
+async fn sync_adds_functions_as_the_setting_says(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let found = [tool("search", "find pages"), tool("fetch", "read a page")];
+    let event = synced(acme.id).detail(json!({"trigger": "validation"}));
+    let summary = s
+        .sync_functions(
+            acme.id,
+            docs.id,
+            &found,
+            NewFunctionState::Held,
+            at(10),
+            &event,
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.added, vec!["fetch", "search"]);
+    assert!(summary.changed.is_empty() && summary.removed.is_empty());
+    assert_eq!(summary.unchanged, 0);
+
+    let listed = s.list_functions(acme.id, docs.id, ada.id).await.unwrap();
+    let names: Vec<&str> = listed
+        .iter()
+        .map(|v| v.function.definition.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["fetch", "search"]);
+    for view in &listed {
+        let f = &view.function;
+        let d = found
+            .iter()
+            .find(|d| d.definition.name == f.definition.name)
+            .unwrap();
+        assert_eq!(f.connector_id, docs.id);
+        assert_eq!(f.definition, d.definition);
+        assert_eq!(f.definition_hash, d.hash);
+        assert_eq!(f.approved_hash, None);
+        assert_eq!(f.review_state, ReviewState::Pending);
+        assert_eq!(f.floor, FloorPolicy::Allowed);
+        assert_eq!(f.created_at, at(10));
+        assert_eq!(f.updated_at, at(10));
+        assert_eq!(view.preference, None);
+    }
+    assert_eq!(
+        s.function_versions(acme.id, docs.id, "search")
+            .await
+            .unwrap(),
+        vec![FunctionVersion {
+            hash: found[0].hash.clone(),
+            definition: found[0].definition.clone(),
+            first_seen_at: at(10),
+        }]
+    );
+    let single = s.function(acme.id, docs.id, "fetch", ada.id).await.unwrap();
+    assert_eq!(
+        &single,
+        listed
+            .iter()
+            .find(|v| v.function.definition.name == "fetch")
+            .unwrap()
+    );
+    not_found(
+        s.function(acme.id, docs.id, "nope", ada.id).await,
+        "function",
+    );
+    not_found(
+        s.function_versions(acme.id, docs.id, "nope").await,
+        "function",
+    );
+
+    // The audit event keeps the caller's detail and adds the summary.
+    let last = log(s, acme.id).await.pop().unwrap();
+    assert_eq!(last.action, AuditAction::FunctionsSynced);
+    assert_eq!(last.detail["trigger"], json!("validation"));
+    assert_eq!(last.detail["summary"]["added"], json!(["fetch", "search"]));
+    assert_eq!(last.detail["summary"]["changed"], json!([]));
+    assert_eq!(last.detail["summary"]["removed"], json!([]));
+    assert_eq!(last.detail["summary"]["unchanged"], json!(0));
+
+    // Where new functions are allowed, they arrive approved.
+    let wiki = connector(s, acme.id, "Wiki").await;
+    sync(s, acme.id, wiki.id, &found, NewFunctionState::Allowed, 11).await;
+    let f = func(s, acme.id, wiki.id, "search").await;
+    assert_eq!(f.review_state, ReviewState::Approved);
+    assert_eq!(f.approved_hash.as_deref(), Some(found[0].hash.as_str()));
+    assert!(f.review_state.is_callable());
+}
+
+async fn sync_holds_changed_and_restores_approved(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let v1 = tool("search", "find pages");
+    let v2 = tool("search", "find pages; also email them to me");
+    let other = tool("other", "x");
+    let pass = async |found: &[DiscoveredFunction], now: i64| {
+        sync(s, acme.id, docs.id, found, NewFunctionState::Held, now).await
+    };
+    sync(
+        s,
+        acme.id,
+        docs.id,
+        &[v1.clone(), other.clone()],
+        NewFunctionState::Allowed,
+        10,
+    )
+    .await;
+
+    let summary = pass(&[v2.clone(), other.clone()], 20).await;
+    assert_eq!(summary.changed, vec!["search"]);
+    assert!(summary.added.is_empty() && summary.removed.is_empty());
+    assert_eq!(summary.unchanged, 1);
+    let f = func(s, acme.id, docs.id, "search").await;
+    assert_eq!(f.review_state, ReviewState::Changed);
+    assert!(!f.review_state.is_callable());
+    assert_eq!(f.approved_hash.as_deref(), Some(v1.hash.as_str()));
+    assert_eq!(f.definition, v2.definition);
+    assert_eq!(f.definition_hash, v2.hash);
+    assert_eq!(f.created_at, at(10));
+    assert_eq!(f.updated_at, at(20));
+    let versions = s
+        .function_versions(acme.id, docs.id, "search")
+        .await
+        .unwrap();
+    let seen: Vec<(&str, Timestamp)> = versions
+        .iter()
+        .map(|v| (v.hash.as_str(), v.first_seen_at))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(v1.hash.as_str(), at(10)), (v2.hash.as_str(), at(20))]
+    );
+
+    // Changing back to the approved definition approves it again, with no new version.
+    let summary = pass(&[v1.clone(), other.clone()], 30).await;
+    assert_eq!(summary.changed, vec!["search"]);
+    let f = func(s, acme.id, docs.id, "search").await;
+    assert_eq!(f.review_state, ReviewState::Approved);
+    assert_eq!(f.approved_hash.as_deref(), Some(v1.hash.as_str()));
+    assert_eq!(f.definition, v1.definition);
+    assert_eq!(f.updated_at, at(30));
+    let versions = s
+        .function_versions(acme.id, docs.id, "search")
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0].first_seen_at, at(10));
+
+    // Nothing changed: nothing written, nothing audited.
+    let before = audit_count(s).await;
+    let summary = pass(&[other.clone(), v1.clone()], 40).await;
+    assert_eq!(summary.unchanged, 2);
+    assert!(summary.added.is_empty() && summary.changed.is_empty() && summary.removed.is_empty());
+    assert_eq!(audit_count(s).await, before);
+    let f = func(s, acme.id, docs.id, "search").await;
+    assert_eq!(f.updated_at, at(30));
+}
+
+async fn sync_keeps_pending_functions_pending(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let v1 = tool("search", "one");
+    let v2 = tool("search", "two");
+    sync(s, acme.id, docs.id, &[v1], NewFunctionState::Held, 10).await;
+    // Even where new functions are now allowed, a function never approved that changes stays
+    // pending: there is no approved definition to fall back on.
+    let summary = sync(
+        s,
+        acme.id,
+        docs.id,
+        std::slice::from_ref(&v2),
+        NewFunctionState::Allowed,
+        20,
+    )
+    .await;
+    assert_eq!(summary.changed, vec!["search"]);
+    let f = func(s, acme.id, docs.id, "search").await;
+    assert_eq!(f.review_state, ReviewState::Pending);
+    assert_eq!(f.approved_hash, None);
+    assert_eq!(f.definition_hash, v2.hash);
+    let approved = s
+        .approve_function(
+            acme.id,
+            docs.id,
+            "search",
+            &v2.hash,
+            at(30),
+            &ev(AuditAction::FunctionApproved),
+        )
+        .await
+        .unwrap();
+    assert_eq!(approved.review_state, ReviewState::Approved);
+    assert_eq!(approved.approved_hash.as_deref(), Some(v2.hash.as_str()));
+}
+
+async fn sync_marks_removed_and_brings_back(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let search = tool("search", "s");
+    let fetch = tool("fetch", "f");
+    let pass = async |found: &[DiscoveredFunction], now: i64| {
+        sync(s, acme.id, docs.id, found, NewFunctionState::Allowed, now).await
+    };
+    pass(&[search.clone(), fetch.clone()], 10).await;
+
+    let summary = pass(std::slice::from_ref(&search), 20).await;
+    assert_eq!(summary.removed, vec!["fetch"]);
+    assert_eq!(summary.unchanged, 1);
+    let f = func(s, acme.id, docs.id, "fetch").await;
+    assert_eq!(f.review_state, ReviewState::Removed);
+    assert!(!f.review_state.is_callable());
+    assert_eq!(
+        f.approved_hash.as_deref(),
+        Some(fetch.hash.as_str()),
+        "approval kept"
+    );
+    assert_eq!(f.definition, fetch.definition, "last definition kept");
+    assert_eq!(f.updated_at, at(20));
+    assert_eq!(
+        s.list_functions(acme.id, docs.id, ada.id)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "still listed"
+    );
+
+    // Still missing: already removed, so no change and no audit event.
+    let before = audit_count(s).await;
+    let summary = pass(std::slice::from_ref(&search), 30).await;
+    assert!(summary.removed.is_empty() && summary.added.is_empty());
+    assert_eq!(audit_count(s).await, before);
+    assert_eq!(
+        s.function_versions(acme.id, docs.id, "fetch")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Back unchanged: offered again as added, and approved again.
+    let summary = pass(&[search.clone(), fetch.clone()], 40).await;
+    assert_eq!(summary.added, vec!["fetch"]);
+    assert_eq!(summary.unchanged, 1);
+    let f = func(s, acme.id, docs.id, "fetch").await;
+    assert_eq!(f.review_state, ReviewState::Approved);
+
+    // Back with another definition: added, but held as changed.
+    pass(std::slice::from_ref(&search), 50).await;
+    let fetch2 = tool("fetch", "f, and more");
+    let summary = pass(&[search.clone(), fetch2.clone()], 60).await;
+    assert_eq!(summary.added, vec!["fetch"]);
+    assert!(summary.changed.is_empty());
+    let f = func(s, acme.id, docs.id, "fetch").await;
+    assert_eq!(f.review_state, ReviewState::Changed);
+    assert_eq!(f.approved_hash.as_deref(), Some(fetch.hash.as_str()));
+    assert_eq!(
+        s.function_versions(acme.id, docs.id, "fetch")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Everything gone at once.
+    let summary = pass(&[], 70).await;
+    assert_eq!(summary.removed, vec!["fetch", "search"]);
+}
+
+async fn sync_counts_a_repeated_name_once(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let first_seen = tool("search", "first");
+    let found = [first_seen.clone(), tool("search", "second")];
+    let summary = sync(s, acme.id, docs.id, &found, NewFunctionState::Held, 10).await;
+    assert_eq!(summary.added, vec!["search"]);
+    assert_eq!(summary.unchanged, 0);
+    let f = func(s, acme.id, docs.id, "search").await;
+    assert_eq!(f.definition, first_seen.definition);
+    assert_eq!(
+        s.function_versions(acme.id, docs.id, "search")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn approve_function_checks_the_hash(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let v1 = tool("search", "one");
+    let v2 = tool("search", "two");
+    for (found, now) in [(&v1, 10), (&v2, 20)] {
+        sync(
+            s,
+            acme.id,
+            docs.id,
+            std::slice::from_ref(found),
+            NewFunctionState::Allowed,
+            now,
+        )
+        .await;
+    }
+    let approve = ev(AuditAction::FunctionApproved).org(acme.id);
+    let before = audit_count(s).await;
+    // The admin reviewed v1, but the server has moved on to v2.
+    conflict(
+        s.approve_function(acme.id, docs.id, "search", &v1.hash, at(30), &approve)
+            .await,
+        "hash",
+    );
+    let f = func(s, acme.id, docs.id, "search").await;
+    assert_eq!(f.review_state, ReviewState::Changed);
+    assert_eq!(f.approved_hash.as_deref(), Some(v1.hash.as_str()));
+    assert_eq!(audit_count(s).await, before);
+
+    let approved = s
+        .approve_function(acme.id, docs.id, "search", &v2.hash, at(40), &approve)
+        .await
+        .unwrap();
+    assert_eq!(approved.review_state, ReviewState::Approved);
+    assert_eq!(approved.approved_hash.as_deref(), Some(v2.hash.as_str()));
+    assert_eq!(approved.updated_at, at(40));
+    assert_eq!(func(s, acme.id, docs.id, "search").await, approved);
+    assert_eq!(audit_count(s).await, before + 1);
+
+    not_found(
+        s.approve_function(acme.id, docs.id, "nope", &v2.hash, at(50), &approve)
+            .await,
+        "function",
+    );
+    // A function the server no longer offers cannot be approved.
+    sync(s, acme.id, docs.id, &[], NewFunctionState::Allowed, 60).await;
+    conflict(
+        s.approve_function(acme.id, docs.id, "search", &v2.hash, at(70), &approve)
+            .await,
+        "name",
+    );
+    let f = func(s, acme.id, docs.id, "search").await;
+    assert_eq!(f.review_state, ReviewState::Removed);
+}
+
+async fn floors_and_preferences(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let outsider = user(s, "carl@example.org").await;
+    let docs = connector(s, acme.id, "Docs").await;
+    sync(
+        s,
+        acme.id,
+        docs.id,
+        &[tool("search", "s"), tool("write", "w")],
+        NewFunctionState::Allowed,
+        10,
+    )
+    .await;
+    let floor = ev(AuditAction::FloorChanged).org(acme.id);
+    let pref = ev(AuditAction::PreferenceChanged).org(acme.id);
+    let before = audit_count(s).await;
+
+    let f = s
+        .set_floor(acme.id, docs.id, "write", FloorPolicy::Ask, at(20), &floor)
+        .await
+        .unwrap();
+    assert_eq!(f.floor, FloorPolicy::Ask);
+    assert_eq!(f.updated_at, at(20));
+    assert_eq!(func(s, acme.id, docs.id, "write").await, f);
+    assert_eq!(
+        func(s, acme.id, docs.id, "search").await.floor,
+        FloorPolicy::Allowed
+    );
+    not_found(
+        s.set_floor(acme.id, docs.id, "nope", FloorPolicy::Ask, at(20), &floor)
+            .await,
+        "function",
+    );
+
+    let v = s
+        .set_preference(
+            acme.id,
+            docs.id,
+            "write",
+            bob.id,
+            Some(MemberPreference::Always),
+            at(30),
+            &pref,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.preference, Some(MemberPreference::Always));
+    assert_eq!(v.function.floor, FloorPolicy::Ask);
+    assert_eq!(
+        s.function(acme.id, docs.id, "write", bob.id)
+            .await
+            .unwrap()
+            .preference,
+        Some(MemberPreference::Always)
+    );
+    assert_eq!(
+        s.function(acme.id, docs.id, "write", ada.id)
+            .await
+            .unwrap()
+            .preference,
+        None
+    );
+    let listed = s.list_functions(acme.id, docs.id, bob.id).await.unwrap();
+    let prefs: Vec<_> = listed.iter().map(|v| v.preference).collect();
+    assert_eq!(prefs, vec![None, Some(MemberPreference::Always)]);
+
+    let v = s
+        .set_preference(
+            acme.id,
+            docs.id,
+            "write",
+            bob.id,
+            Some(MemberPreference::Never),
+            at(31),
+            &pref,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.preference, Some(MemberPreference::Never));
+    // A new floor never resets a member's choice.
+    s.set_floor(
+        acme.id,
+        docs.id,
+        "write",
+        FloorPolicy::Blocked,
+        at(32),
+        &floor,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.function(acme.id, docs.id, "write", bob.id)
+            .await
+            .unwrap()
+            .preference,
+        Some(MemberPreference::Never)
+    );
+
+    let v = s
+        .set_preference(acme.id, docs.id, "write", bob.id, None, at(33), &pref)
+        .await
+        .unwrap();
+    assert_eq!(v.preference, None);
+    assert_eq!(
+        s.list_functions(acme.id, docs.id, bob.id).await.unwrap()[1].preference,
+        None
+    );
+    // Clearing what is not set is fine.
+    s.set_preference(acme.id, docs.id, "write", bob.id, None, at(34), &pref)
+        .await
+        .unwrap();
+    assert_eq!(audit_count(s).await, before + 6);
+
+    not_found(
+        s.set_preference(
+            acme.id,
+            docs.id,
+            "write",
+            outsider.id,
+            Some(MemberPreference::Always),
+            at(35),
+            &pref,
+        )
+        .await,
+        "member",
+    );
+    not_found(
+        s.set_preference(
+            acme.id,
+            docs.id,
+            "nope",
+            bob.id,
+            Some(MemberPreference::Always),
+            at(35),
+            &pref,
+        )
+        .await,
+        "function",
+    );
+    assert_eq!(audit_count(s).await, before + 6);
+}
+
+async fn functions_sort_by_bytes(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let found: Vec<_> = ["alpha", "B_tool", "a_tool", "Zeta", "a-b", "ab"]
+        .iter()
+        .map(|n| tool(n, "x"))
+        .collect();
+    sync(s, acme.id, docs.id, &found, NewFunctionState::Allowed, 10).await;
+    let names: Vec<String> = s
+        .list_functions(acme.id, docs.id, ada.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.function.definition.name)
+        .collect();
+    // Byte order (what SQLite's BINARY and PostgreSQL's "C" collation give), never a locale's.
+    assert_eq!(
+        names,
+        vec!["B_tool", "Zeta", "a-b", "a_tool", "ab", "alpha"]
+    );
+}
+
+// ---- audit log ----------------------------------------------------------------------------
+
+async fn audit_is_scoped_to_the_organization(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = user(s, "bob@example.org").await;
+    let beta = org(s, "beta", bob.id).await;
+    let carl = join(s, acme.id, "carl@example.org", Role::Member).await;
+    let dave = user(s, "dave@example.org").await;
+
+    let login = |u: UserId| NewAuditEvent::new(AuditAction::Login, Some(u));
+    let t0 = crate::now();
+    s.append_audit(&login(carl.id)).await.unwrap();
+    s.append_audit(&login(dave.id)).await.unwrap();
+    s.append_audit(&login(bob.id)).await.unwrap();
+    s.append_audit(&login(ada.id)).await.unwrap();
+    let by_outsider = NewAuditEvent::new(AuditAction::OrgUpdated, Some(dave.id))
+        .org(acme.id)
+        .target("organization", acme.id)
+        .detail(json!({"name": {"from": "Org acme", "to": "Acme"}}));
+    s.append_audit(&by_outsider).await.unwrap();
+    s.append_audit(&ev(AuditAction::OrgUpdated).org(beta.id))
+        .await
+        .unwrap();
+    let t1 = crate::now();
+
+    let events = log(s, acme.id).await;
+    let shown: Vec<(AuditAction, Option<UserId>)> =
+        events.iter().map(|e| (e.action, e.actor_id)).collect();
+    assert_eq!(
+        shown,
+        vec![
+            (AuditAction::OrgCreated, None),
+            (AuditAction::MemberAdded, None),
+            (AuditAction::Login, Some(carl.id)),
+            (AuditAction::Login, Some(ada.id)),
+            (AuditAction::OrgUpdated, Some(dave.id)),
+        ]
+    );
+    let stored = events.last().unwrap();
+    assert_eq!(stored.org_id, Some(acme.id));
+    assert_eq!(stored.target, by_outsider.target);
+    assert_eq!(stored.detail, by_outsider.detail);
+    assert!(stored.created_at >= t0 && stored.created_at <= t1);
+    assert_eq!(events[2].org_id, None);
+    assert_eq!(events[2].detail, json!({}));
+
+    let beta_events: Vec<(AuditAction, Option<UserId>)> = log(s, beta.id)
+        .await
+        .iter()
+        .map(|e| (e.action, e.actor_id))
+        .collect();
+    assert_eq!(
+        beta_events,
+        vec![
+            (AuditAction::OrgCreated, None),
+            (AuditAction::Login, Some(bob.id)),
+            (AuditAction::OrgUpdated, None),
+        ]
+    );
+
+    // Only current members' sign-ins show: once carl leaves, his go with him.
+    s.remove_member(
+        acme.id,
+        carl.id,
+        &ev(AuditAction::MemberRemoved).org(acme.id),
+    )
+    .await
+    .unwrap();
+    let events = log(s, acme.id).await;
+    assert!(!events.iter().any(|e| e.actor_id == Some(carl.id)));
+    assert_eq!(events.last().unwrap().action, AuditAction::MemberRemoved);
+    assert!(log(s, OrgId::new()).await.is_empty());
+}
+
+async fn audit_filters(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let pause = || tokio::time::sleep(Duration::from_millis(5));
+    pause().await;
+    let e = |action, actor: UserId| NewAuditEvent::new(action, Some(actor)).org(acme.id);
+    s.append_audit(&e(AuditAction::ConnectorCreated, ada.id))
+        .await
+        .unwrap();
+    pause().await;
+    s.append_audit(&e(AuditAction::ConnectorUpdated, bob.id))
+        .await
+        .unwrap();
+    pause().await;
+    s.append_audit(&e(AuditAction::ConnectorCreated, bob.id))
+        .await
+        .unwrap();
+    s.append_audit(&NewAuditEvent::new(AuditAction::Login, Some(bob.id)))
+        .await
+        .unwrap();
+
+    let all = log(s, acme.id).await;
+    assert_eq!(all.len(), 6);
+    let [_created, _added, e1, e2, e3, login] = &all[..] else {
+        panic!("unexpected log {all:?}")
+    };
+    let ids = |events: Vec<AuditEvent>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+
+    let mut f = filter(acme.id);
+    f.action = Some(AuditAction::ConnectorCreated);
+    assert_eq!(ids(list_log(s, &f).await), vec![e1.id, e3.id]);
+    f.actor_id = Some(bob.id);
+    assert_eq!(ids(list_log(s, &f).await), vec![e3.id]);
+
+    let mut f = filter(acme.id);
+    f.actor_id = Some(bob.id);
+    assert_eq!(ids(list_log(s, &f).await), vec![e2.id, e3.id, login.id]);
+    f.newest_first = true;
+    assert_eq!(ids(list_log(s, &f).await), vec![login.id, e3.id, e2.id]);
+
+    // `since` is inclusive, `until` exclusive.
+    let mut f = filter(acme.id);
+    f.since = Some(e2.created_at);
+    assert_eq!(ids(list_log(s, &f).await), vec![e2.id, e3.id, login.id]);
+    let mut f = filter(acme.id);
+    f.until = Some(e2.created_at);
+    let before_e2 = ids(list_log(s, &f).await);
+    assert_eq!(before_e2.last(), Some(&e1.id));
+    assert!(!before_e2.contains(&e2.id));
+    f.since = Some(e1.created_at);
+    assert_eq!(ids(list_log(s, &f).await), vec![e1.id]);
+
+    let mut f = filter(acme.id);
+    f.action = Some(AuditAction::Logout);
+    assert!(list_log(s, &f).await.is_empty());
+}
+
+async fn audit_paginates_both_directions(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    for i in 0..11 {
+        let event = NewAuditEvent::new(AuditAction::ConnectorUpdated, Some(ada.id))
+            .org(acme.id)
+            .target("n", i);
+        s.append_audit(&event).await.unwrap();
+    }
+    let total = log(s, acme.id).await;
+    assert_eq!(total.len(), 12);
+    let targets: Vec<_> = total[1..]
+        .iter()
+        .map(|e| e.target.clone().unwrap())
+        .collect();
+    let expected: Vec<_> = (0..11).map(|i| format!("n:{i}")).collect();
+    assert_eq!(targets, expected, "oldest first is the order of appending");
+
+    for limit in [1, 4, 5, 12, 13] {
+        let f = filter(acme.id);
+        let oldest = all_pages(limit, |p| s.list_audit(&f, p), |e| e.id.0).await;
+        let oldest: Vec<Uuid> = oldest.iter().map(|e| e.id.0).collect();
+        assert_unique_sorted(&oldest, false);
+        assert_eq!(oldest.len(), 12, "limit {limit}");
+
+        let f = AuditFilter {
+            newest_first: true,
+            ..filter(acme.id)
+        };
+        let newest = all_pages(limit, |p| s.list_audit(&f, p), |e| e.id.0).await;
+        let newest: Vec<Uuid> = newest.iter().map(|e| e.id.0).collect();
+        assert_unique_sorted(&newest, true);
+        let mut reversed = oldest.clone();
+        reversed.reverse();
+        assert_eq!(newest, reversed, "limit {limit}");
+    }
+
+    // Paging composes with filters.
+    let f = AuditFilter {
+        action: Some(AuditAction::ConnectorUpdated),
+        newest_first: true,
+        ..filter(acme.id)
+    };
+    let paged = all_pages(3, |p| s.list_audit(&f, p), |e| e.id.0).await;
+    assert_eq!(paged.len(), 11);
+    assert!(
+        paged
+            .iter()
+            .all(|e| e.action == AuditAction::ConnectorUpdated)
+    );
+}
+
+async fn failed_writes_leave_no_trace(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let v1 = tool("search", "one");
+    let v2 = tool("search", "two");
+    for (found, now) in [(&v1, 10), (&v2, 20)] {
+        sync(
+            s,
+            acme.id,
+            docs.id,
+            std::slice::from_ref(found),
+            NewFunctionState::Allowed,
+            now,
+        )
+        .await;
+    }
+    s.create_api_token(
+        &token_of(ada.id, "t", 0),
+        "taken",
+        &ev(AuditAction::TokenIssued),
+    )
+    .await
+    .unwrap();
+    let before = s.export().await.unwrap();
+    let e = |a| ev(a).org(acme.id);
+
+    conflict(
+        s.create_user(&new_user("ADA@example.org"), &e(AuditAction::UserCreated))
+            .await,
+        "email",
+    );
+    conflict(
+        s.create_organization(&new_org("acme"), bob.id, &e(AuditAction::OrgCreated))
+            .await,
+        "slug",
+    );
+    conflict(
+        s.add_member(
+            acme.id,
+            bob.id,
+            Role::Admin,
+            at(1),
+            &e(AuditAction::MemberAdded),
+        )
+        .await,
+        "email",
+    );
+    let mut dup = new_connector(acme.id, "DOCS");
+    dup.credential = Some(credential("x"));
+    conflict(
+        s.create_connector(&dup, &e(AuditAction::ConnectorCreated))
+            .await,
+        "name",
+    );
+    let other = new_connector(acme.id, "Other");
+    let mut patch = ConnectorPatch::at(at(1));
+    patch.name = Some(ConnectorName::parse("docs").unwrap());
+    not_found(
+        s.update_connector(acme.id, other.id, &patch, &e(AuditAction::ConnectorUpdated))
+            .await,
+        "connector",
+    );
+    last_owner(
+        s.set_role(acme.id, ada.id, Role::Member, &e(AuditAction::RoleChanged))
+            .await,
+    );
+    last_owner(
+        s.remove_member(acme.id, ada.id, &e(AuditAction::MemberRemoved))
+            .await,
+    );
+    conflict(
+        s.approve_function(
+            acme.id,
+            docs.id,
+            "search",
+            &v1.hash,
+            at(30),
+            &e(AuditAction::FunctionApproved),
+        )
+        .await,
+        "hash",
+    );
+    conflict(
+        s.create_api_token(
+            &token_of(bob.id, "t", 0),
+            "taken",
+            &e(AuditAction::TokenIssued),
+        )
+        .await,
+        "token_hash",
+    );
+    conflict(
+        s.create_first_owner(
+            &new_user("x@example.org"),
+            &new_org("x"),
+            "k",
+            &e(AuditAction::SetupCompleted),
+        )
+        .await,
+        "setup",
+    );
+    not_found(
+        s.set_password(UserId::new(), "h", &e(AuditAction::PasswordChanged))
+            .await,
+        "user",
+    );
+    not_found(
+        s.set_floor(
+            acme.id,
+            docs.id,
+            "nope",
+            FloorPolicy::Ask,
+            at(1),
+            &e(AuditAction::FloorChanged),
+        )
+        .await,
+        "function",
+    );
+    not_found(
+        s.revoke_api_token(
+            bob.id,
+            ApiTokenId::new(),
+            at(1),
+            &e(AuditAction::TokenRevoked),
+        )
+        .await,
+        "api token",
+    );
+
+    assert_eq!(
+        s.export().await.unwrap(),
+        before,
+        "a refused write changes nothing at all"
+    );
+}
+
+// ---- maintenance --------------------------------------------------------------------------
+
+async fn reseal_all_rewrites_every_credential(cx: Cx) {
+    let empty = cx.fresh().await;
+    assert_eq!(empty.reseal_all(&|_, s| Ok(s.to_owned())).await.unwrap(), 0);
+
+    let a = &*cx.store;
+    let (acme, _ada) = world(a).await;
+    let bob = join(a, acme.id, "bob@example.org", Role::Member).await;
+    let mut new = new_connector(acme.id, "Docs");
+    new.credential = Some(credential("org-secret"));
+    let docs = a
+        .create_connector(&new, &ev(AuditAction::ConnectorCreated))
+        .await
+        .unwrap();
+    connector(a, acme.id, "Bare").await;
+    let s = copy_with(
+        &cx,
+        a,
+        "connector_credentials",
+        vec![member_credential_row(docs.id, bob.id, "bob-secret")],
+    )
+    .await;
+    let s = &*s;
+    let org_context = credential_seal_context(docs.id, None);
+    let bob_context = credential_seal_context(docs.id, Some(bob.id));
+
+    let seen = Mutex::new(Vec::new());
+    let rewrite = |context: &str, sealed: &str| -> Result<String, String> {
+        seen.lock().unwrap().push(context.to_owned());
+        Ok(format!("{sealed}|{context}"))
+    };
+    assert_eq!(s.reseal_all(&rewrite).await.unwrap(), 2);
+    let mut contexts = seen.lock().unwrap().clone();
+    contexts.sort();
+    let mut expected = vec![org_context.clone(), bob_context.clone()];
+    expected.sort();
+    assert_eq!(contexts, expected);
+    let org_sealed = format!("org-secret|{org_context}");
+    let bob_sealed = format!("bob-secret|{bob_context}");
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed,
+        org_sealed
+    );
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, Some(bob.id))
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed,
+        bob_sealed
+    );
+
+    // One value that cannot be resealed stops the pass and leaves every value as it was.
+    let before = s.export().await.unwrap();
+    let failing = |context: &str, sealed: &str| -> Result<String, String> {
+        if context.contains(":user:") {
+            Err("authentication tag mismatch".to_owned())
+        } else {
+            Ok(format!("new-{sealed}"))
+        }
+    };
+    match s.reseal_all(&failing).await {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains("authentication tag mismatch"), "{message}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(s.export().await.unwrap(), before);
+}
+
+/// Fills every table of [`SCHEMA`] with at least one row, through the trait.
+async fn populate(s: &dyn Store) -> (Organization, User, Connector) {
+    s.set_instance_setting("instance_id", Some("abc"))
+        .await
+        .unwrap();
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Admin).await;
+    let mut nopw = new_user("sso@example.org");
+    nopw.password_hash = None;
+    s.create_user(&nopw, &ev(AuditAction::UserCreated))
+        .await
+        .unwrap();
+    s.create_session(&session_of(ada.id, "sess", 5000))
+        .await
+        .unwrap();
+    let t = token_of(ada.id, "cli", 0);
+    s.create_api_token(&t, "tok", &ev(AuditAction::TokenIssued))
+        .await
+        .unwrap();
+    s.touch_api_token(t.id, at(7)).await.unwrap();
+    s.create_api_token(
+        &token_of(bob.id, "old", 1),
+        "tok2",
+        &ev(AuditAction::TokenIssued),
+    )
+    .await
+    .unwrap();
+    let mut new = new_connector(acme.id, "Docs");
+    new.description = Some(Description::parse("Docs, with \"quotes\" and ünïcode").unwrap());
+    new.credential = Some(credential("sealed"));
+    let docs = s
+        .create_connector(&new, &ev(AuditAction::ConnectorCreated).org(acme.id))
+        .await
+        .unwrap();
+    let mut p = ConnectorPatch::at(at(50));
+    p.transport = Some((Transport::Sse, "2024-11-05".into()));
+    p.status = Some((
+        ConnectorStatus::NeedsAuth,
+        Some("401 from the server".into()),
+    ));
+    let docs = s
+        .update_connector(acme.id, docs.id, &p, &ev(AuditAction::ConnectorUpdated))
+        .await
+        .unwrap();
+    let mut def = definition("search", "s");
+    def.output_schema = Some(json!({"type": "object", "properties": {"n": {"type": "integer"}}}));
+    def.title = Some("Search".into());
+    sync(
+        s,
+        acme.id,
+        docs.id,
+        &[DiscoveredFunction::new(def), tool("other", "o")],
+        NewFunctionState::Allowed,
+        60,
+    )
+    .await;
+    sync(
+        s,
+        acme.id,
+        docs.id,
+        &[tool("search", "changed")],
+        NewFunctionState::Allowed,
+        61,
+    )
+    .await;
+    s.set_preference(
+        acme.id,
+        docs.id,
+        "search",
+        bob.id,
+        Some(MemberPreference::Ask),
+        at(62),
+        &ev(AuditAction::PreferenceChanged),
+    )
+    .await
+    .unwrap();
+    s.append_audit(
+        &NewAuditEvent::new(AuditAction::Login, Some(ada.id))
+            .detail(json!({"ip": "127.0.0.1", "n": 1.5, "list": [1, null, true]})),
+    )
+    .await
+    .unwrap();
+    (acme, ada, docs)
+}
+
+async fn export_import_round_trip(cx: Cx) {
+    let a = &*cx.store;
+    let (acme, ada, docs) = populate(a).await;
+    let snapshot = a.export().await.unwrap();
+    let names: Vec<&str> = snapshot.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, SCHEMA.iter().map(|t| t.name).collect::<Vec<_>>());
+    for table in &snapshot.tables {
+        assert!(!table.rows.is_empty(), "populate left {} empty", table.name);
+    }
+    // Each row is in SCHEMA's column order with cells of the declared type.
+    for (table, spec) in snapshot.tables.iter().zip(SCHEMA) {
+        for row in &table.rows {
+            assert_eq!(row.len(), spec.columns.len(), "{}", table.name);
+            for (cell, (column, ty)) in row.iter().zip(spec.columns) {
+                let fits = matches!(
+                    (cell, ty),
+                    (Cell::Null, _)
+                        | (Cell::Uuid(_), crate::ColumnType::Uuid)
+                        | (Cell::Text(_), crate::ColumnType::Text)
+                        | (Cell::Int(_), crate::ColumnType::Int)
+                        | (Cell::Json(_), crate::ColumnType::Json)
+                );
+                assert!(fits, "{}.{column}: {cell:?} is not {ty:?}", table.name);
+            }
+        }
+    }
+
+    let b = cx.fresh().await;
+    b.import(&snapshot).await.unwrap();
+    assert_eq!(b.export().await.unwrap(), snapshot);
+    // The copy answers like the original.
+    assert_eq!(b.connector(acme.id, docs.id).await.unwrap(), docs);
+    assert_eq!(
+        b.list_functions(acme.id, docs.id, ada.id).await.unwrap(),
+        a.list_functions(acme.id, docs.id, ada.id).await.unwrap()
+    );
+    assert_eq!(log(&*b, acme.id).await, log(a, acme.id).await);
+    assert_eq!(
+        b.session("sess", at(1)).await.unwrap(),
+        a.session("sess", at(1)).await.unwrap()
+    );
+    assert_eq!(b.user_count().await.unwrap(), 3);
+
+    // A snapshot survives its JSON form, as `db copy` may write it to a file.
+    let text = serde_json::to_string(&snapshot).unwrap();
+    let parsed: Snapshot = serde_json::from_str(&text).unwrap();
+    let c = cx.fresh().await;
+    c.import(&parsed).await.unwrap();
+    assert_eq!(c.export().await.unwrap(), snapshot);
+}
+
+async fn import_refuses_a_target_with_users(cx: Cx) {
+    let a = &*cx.store;
+    populate(a).await;
+    let snapshot = a.export().await.unwrap();
+    conflict(a.import(&snapshot).await, "target");
+    assert_eq!(a.export().await.unwrap(), snapshot);
+
+    let b = cx.fresh().await;
+    user(&*b, "someone@example.org").await;
+    let before = b.export().await.unwrap();
+    conflict(b.import(&snapshot).await, "target");
+    assert_eq!(b.export().await.unwrap(), before);
+}
+
+async fn import_replaces_what_an_empty_target_holds(cx: Cx) {
+    let a = &*cx.store;
+    populate(a).await;
+    let snapshot = a.export().await.unwrap();
+    // A target without users may still hold a setup token and refused sign-ins; after the
+    // import it holds exactly the snapshot.
+    let b = cx.fresh().await;
+    b.set_instance_setting("setup_token", Some("pending"))
+        .await
+        .unwrap();
+    b.set_instance_setting("instance_id", Some("other"))
+        .await
+        .unwrap();
+    b.append_audit(&ev(AuditAction::LoginFailed)).await.unwrap();
+    b.import(&snapshot).await.unwrap();
+    assert_eq!(b.export().await.unwrap(), snapshot);
+}
+
+async fn import_rejects_a_malformed_snapshot(cx: Cx) {
+    let a = &*cx.store;
+    populate(a).await;
+    let good = a.export().await.unwrap();
+    let b = cx.fresh().await;
+
+    let mut unknown = good.clone();
+    unknown.tables.push(crate::TableDump {
+        name: "nonsense".into(),
+        rows: vec![],
+    });
+    let mut short = good.clone();
+    short.tables[1].rows[0].pop();
+    let mut mistyped = good.clone();
+    mistyped.tables[1].rows[0][0] = Cell::Text("not a uuid".into());
+    for bad in [&unknown, &short, &mistyped] {
+        match b.import(bad).await {
+            Err(StoreError::Corrupt(_)) => {}
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+    // A snapshot whose rows break a foreign key fails as a whole: nothing is kept.
+    let mut orphan = good.clone();
+    let member = rows_of(&good, "memberships")[0][1].clone();
+    let users = orphan
+        .tables
+        .iter_mut()
+        .find(|t| t.name == "users")
+        .unwrap();
+    users.rows.retain(|r| r[0] != member);
+    assert!(b.import(&orphan).await.is_err());
+    let after = b.export().await.unwrap();
+    assert_eq!(after.row_count(), 0);
+    b.import(&good).await.unwrap();
+    assert_eq!(b.export().await.unwrap(), good);
+}

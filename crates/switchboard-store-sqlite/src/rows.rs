@@ -1,0 +1,231 @@
+//! Column lists and row decoders shared by the queries: one place that knows how a domain
+//! value is laid out in SQLite.
+
+use std::str::FromStr;
+
+use sqlx::Row;
+use sqlx::sqlite::{Sqlite, SqliteRow};
+use switchboard_domain::{
+    ApiToken, ApiTokenId, AuditEvent, AuditEventId, Connector, ConnectorId, ConnectorName,
+    ConnectorUrl, Description, Email, Function, FunctionDefinition, FunctionId, Member, OrgId,
+    OrgSettings, OrgSlug, Organization, Session, Timestamp, User, UserId, ValidationError,
+};
+use switchboard_store::{FunctionView, StoreResult};
+use uuid::Uuid;
+
+use crate::error::{DbResultExt, corrupt};
+
+/// A user's columns, read from a table aliased `u`.
+pub(crate) const USER_COLS: &str = "u.id AS u_id, u.email AS u_email, \
+     u.display_name AS u_display_name, u.created_at AS u_created_at";
+
+/// An organization's columns, read from a table aliased `o`.
+pub(crate) const ORG_COLS: &str = "o.id AS o_id, o.slug AS o_slug, o.name AS o_name, \
+     o.new_functions AS o_new_functions, o.created_at AS o_created_at";
+
+/// An API token's columns (without its secret hash), read from a table aliased `t`.
+pub(crate) const TOKEN_COLS: &str = "t.id AS t_id, t.user_id AS t_user_id, t.name AS t_name, \
+     t.prefix AS t_prefix, t.created_at AS t_created_at, t.expires_at AS t_expires_at, \
+     t.last_used_at AS t_last_used_at, t.revoked_at AS t_revoked_at";
+
+/// A connector's columns from a table aliased `c`, with whether it has a shared credential.
+pub(crate) const CONNECTOR_SELECT: &str = "SELECT c.id, c.org_id, c.name, c.url, \
+     c.description, c.status, c.last_error, c.auth_method, c.transport, c.protocol_version, \
+     c.created_at, c.updated_at, \
+     EXISTS (SELECT 1 FROM connector_credentials k \
+             WHERE k.connector_id = c.id AND k.user_id IS NULL) AS has_credential \
+     FROM connectors c";
+
+/// A function's columns, read from a table aliased `f`.
+pub(crate) const FUNCTION_COLS: &str = "f.id, f.connector_id, f.definition, \
+     f.definition_hash, f.approved_hash, f.review_state, f.floor, f.created_at, f.updated_at";
+
+/// The join that adds one member's preference (`p.preference`) to functions aliased `f`; the
+/// member's id is its one parameter.
+pub(crate) const PREFERENCE_JOIN: &str = "LEFT JOIN member_preferences p \
+     ON p.function_id = f.id AND p.user_id = ?";
+
+/// The audit log's columns.
+pub(crate) const AUDIT_COLS: &str = "id, org_id, actor_id, action, target, detail, created_at";
+
+/// Reads one column, mapping a decoding failure to `Corrupt`.
+pub(crate) fn get<'r, T>(row: &'r SqliteRow, column: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(column).db()
+}
+
+/// Reads a millisecond timestamp.
+pub(crate) fn ts(row: &SqliteRow, column: &str) -> StoreResult<Timestamp> {
+    get::<i64>(row, column).map(Timestamp::from_millis)
+}
+
+/// Reads a nullable millisecond timestamp.
+pub(crate) fn opt_ts(row: &SqliteRow, column: &str) -> StoreResult<Option<Timestamp>> {
+    Ok(get::<Option<i64>>(row, column)?.map(Timestamp::from_millis))
+}
+
+/// Parses stored text with a domain `FromStr`, mapping a failure to `Corrupt`.
+pub(crate) fn parse<T>(what: &str, raw: &str) -> StoreResult<T>
+where
+    T: FromStr<Err = ValidationError>,
+{
+    raw.parse()
+        .map_err(|e: ValidationError| corrupt(what, format!("{raw:?}: {}", e.message)))
+}
+
+/// Reads a text column and parses it into a domain enum.
+pub(crate) fn enum_col<T>(row: &SqliteRow, column: &str) -> StoreResult<T>
+where
+    T: FromStr<Err = ValidationError>,
+{
+    parse(column, &get::<String>(row, column)?)
+}
+
+/// Reads a JSON text column into a typed value.
+pub(crate) fn json_col<T: serde::de::DeserializeOwned>(
+    row: &SqliteRow,
+    column: &str,
+) -> StoreResult<T> {
+    let raw: String = get(row, column)?;
+    serde_json::from_str(&raw).map_err(|e| corrupt(column, e))
+}
+
+/// Serializes a value for a JSON text column.
+pub(crate) fn to_json<T: serde::Serialize>(what: &str, value: &T) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|e| switchboard_store::StoreError::Backend(format!("{what}: {e}")))
+}
+
+/// Decodes [`USER_COLS`].
+pub(crate) fn user(row: &SqliteRow) -> StoreResult<User> {
+    let email: String = get(row, "u_email")?;
+    Ok(User {
+        id: UserId(get(row, "u_id")?),
+        email: Email::parse(&email).map_err(|e| corrupt("users.email", e))?,
+        display_name: get(row, "u_display_name")?,
+        created_at: ts(row, "u_created_at")?,
+    })
+}
+
+/// Decodes [`ORG_COLS`].
+pub(crate) fn organization(row: &SqliteRow) -> StoreResult<Organization> {
+    let slug: String = get(row, "o_slug")?;
+    Ok(Organization {
+        id: OrgId(get(row, "o_id")?),
+        slug: OrgSlug::parse(&slug).map_err(|e| corrupt("organizations.slug", e))?,
+        name: get(row, "o_name")?,
+        settings: OrgSettings {
+            new_functions: enum_col(row, "o_new_functions")?,
+        },
+        created_at: ts(row, "o_created_at")?,
+    })
+}
+
+/// Decodes [`USER_COLS`] plus the membership's `role` and `joined_at`.
+pub(crate) fn member(row: &SqliteRow) -> StoreResult<Member> {
+    let user = user(row)?;
+    Ok(Member {
+        user_id: user.id,
+        email: user.email,
+        display_name: user.display_name,
+        role: enum_col(row, "role")?,
+        joined_at: ts(row, "joined_at")?,
+    })
+}
+
+/// Decodes a session's own columns.
+pub(crate) fn session(row: &SqliteRow) -> StoreResult<Session> {
+    Ok(Session {
+        token_hash: get(row, "token_hash")?,
+        user_id: UserId(get(row, "user_id")?),
+        csrf_token: get(row, "csrf_token")?,
+        created_at: ts(row, "created_at")?,
+        expires_at: ts(row, "expires_at")?,
+    })
+}
+
+/// Decodes [`TOKEN_COLS`].
+pub(crate) fn api_token(row: &SqliteRow) -> StoreResult<ApiToken> {
+    Ok(ApiToken {
+        id: ApiTokenId(get(row, "t_id")?),
+        user_id: UserId(get(row, "t_user_id")?),
+        name: get(row, "t_name")?,
+        prefix: get(row, "t_prefix")?,
+        created_at: ts(row, "t_created_at")?,
+        expires_at: ts(row, "t_expires_at")?,
+        last_used_at: opt_ts(row, "t_last_used_at")?,
+        revoked_at: opt_ts(row, "t_revoked_at")?,
+    })
+}
+
+/// Decodes [`CONNECTOR_SELECT`].
+pub(crate) fn connector(row: &SqliteRow) -> StoreResult<Connector> {
+    let name: String = get(row, "name")?;
+    let url: String = get(row, "url")?;
+    let url = url::Url::parse(&url).map_err(|e| corrupt("connectors.url", e))?;
+    let description = match get::<Option<String>>(row, "description")? {
+        Some(d) => Some(Description::parse(&d).map_err(|e| corrupt("connectors.description", e))?),
+        None => None,
+    };
+    let transport = match get::<Option<String>>(row, "transport")? {
+        Some(t) => Some(parse("transport", &t)?),
+        None => None,
+    };
+    Ok(Connector {
+        id: ConnectorId(get(row, "id")?),
+        org_id: OrgId(get(row, "org_id")?),
+        name: ConnectorName::parse(&name).map_err(|e| corrupt("connectors.name", e))?,
+        url: ConnectorUrl::from_trusted(url),
+        description,
+        status: enum_col(row, "status")?,
+        last_error: get(row, "last_error")?,
+        auth_method: enum_col(row, "auth_method")?,
+        has_credential: get(row, "has_credential")?,
+        transport,
+        protocol_version: get(row, "protocol_version")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+/// Decodes [`FUNCTION_COLS`].
+pub(crate) fn function(row: &SqliteRow) -> StoreResult<Function> {
+    Ok(Function {
+        id: FunctionId(get(row, "id")?),
+        connector_id: ConnectorId(get(row, "connector_id")?),
+        definition: json_col::<FunctionDefinition>(row, "definition")?,
+        definition_hash: get(row, "definition_hash")?,
+        approved_hash: get(row, "approved_hash")?,
+        review_state: enum_col(row, "review_state")?,
+        floor: enum_col(row, "floor")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+/// Decodes [`FUNCTION_COLS`] plus `p.preference` from [`PREFERENCE_JOIN`].
+pub(crate) fn function_view(row: &SqliteRow) -> StoreResult<FunctionView> {
+    let preference = match get::<Option<String>>(row, "preference")? {
+        Some(p) => Some(parse("preference", &p)?),
+        None => None,
+    };
+    Ok(FunctionView {
+        function: function(row)?,
+        preference,
+    })
+}
+
+/// Decodes [`AUDIT_COLS`].
+pub(crate) fn audit_event(row: &SqliteRow) -> StoreResult<AuditEvent> {
+    Ok(AuditEvent {
+        id: AuditEventId(get(row, "id")?),
+        org_id: get::<Option<Uuid>>(row, "org_id")?.map(OrgId),
+        actor_id: get::<Option<Uuid>>(row, "actor_id")?.map(UserId),
+        action: enum_col(row, "action")?,
+        target: get(row, "target")?,
+        detail: json_col(row, "detail")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
