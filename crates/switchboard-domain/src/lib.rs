@@ -11,6 +11,7 @@ mod error;
 mod function;
 mod ids;
 mod org;
+pub mod sanitize;
 mod timestamp;
 
 pub use account::{ApiToken, Email, Password, Session, User};

@@ -72,6 +72,9 @@ pub struct FunctionInfo {
     pub preference: Option<MemberPreference>,
     /// What a call would get now, and why.
     pub decision: Decision,
+    /// What the sanitizer noticed in the name, title or description: hidden characters it
+    /// removes before a model sees them, and text that reads as instructions to the model.
+    pub warnings: Vec<Finding>,
 }
 
 impl FunctionInfo {
@@ -99,6 +102,7 @@ impl FunctionInfo {
             floor: f.floor,
             preference,
             decision,
+            warnings,
         }
     }
 }
