@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use switchboard_domain::sanitize::{Finding, sanitize_definition};
 use switchboard_domain::{
     AuditAction, AuthMethod, Connector, ConnectorId, ConnectorName, ConnectorStatus, ConnectorUrl,
     CredentialKind, Description, FloorPolicy, Function, FunctionVersion, MemberPreference,
@@ -83,6 +84,7 @@ impl FunctionInfo {
             function: f,
             preference,
         } = view;
+        let (_, warnings) = sanitize_definition(&f.definition);
         let decision = switchboard_policy::decide(Input {
             connector_available: connector.status == ConnectorStatus::Active,
             review: f.review_state,
