@@ -100,7 +100,7 @@ impl App {
         }
         let email = Email::parse(&input.email)?;
         let now = self.now();
-        let user_id = match self.store.user_login(&email).await? {
+        match self.store.user_login(&email).await? {
             Some((user, _)) => {
                 if input.password.is_some() {
                     return Err(ValidationError::new(
@@ -109,7 +109,14 @@ impl App {
                     )
                     .into());
                 }
-                user.id
+                let audit = NewAuditEvent::new(AuditAction::MemberAdded, Some(access.user()))
+                    .org(access.org())
+                    .target("user", user.id)
+                    .detail(json!({ "email": email.as_str(), "role": input.role }));
+                Ok(self
+                    .store
+                    .add_member(access.org(), user.id, input.role, now, &audit)
+                    .await?)
             }
             None => {
                 let Some(password) = input.password else {
@@ -136,21 +143,18 @@ impl App {
                     password_hash: Some(hash_password(password.expose()).await?),
                     created_at: now,
                 };
-                let audit = NewAuditEvent::new(AuditAction::UserCreated, Some(access.user()))
+                let audit = NewAuditEvent::new(AuditAction::MemberAdded, Some(access.user()))
                     .org(access.org())
                     .target("user", user.id)
-                    .detail(json!({ "email": email.as_str() }));
-                self.store.create_user(&user, &audit).await?.id
+                    .detail(
+                        json!({ "email": email.as_str(), "role": input.role, "new_account": true }),
+                    );
+                Ok(self
+                    .store
+                    .add_new_member(access.org(), &user, input.role, &audit)
+                    .await?)
             }
-        };
-        let audit = NewAuditEvent::new(AuditAction::MemberAdded, Some(access.user()))
-            .org(access.org())
-            .target("user", user_id)
-            .detail(json!({ "email": email.as_str(), "role": input.role }));
-        Ok(self
-            .store
-            .add_member(access.org(), user_id, input.role, now, &audit)
-            .await?)
+        }
     }
 
     /// Changes a member's role. Only owners may grant ownership or change an owner's role.

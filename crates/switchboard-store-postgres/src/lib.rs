@@ -250,6 +250,16 @@ impl Store for PostgresStore {
         orgs::list_members(&self.pool, org, page).await
     }
 
+    async fn add_new_member(
+        &self,
+        org: OrgId,
+        user: &NewUser,
+        role: Role,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Member> {
+        orgs::add_new_member(&self.pool, org, user, role, audit).await
+    }
+
     async fn add_member(
         &self,
         org: OrgId,

@@ -4,7 +4,7 @@ use sqlx::{PgConnection, PgPool};
 use switchboard_domain::{
     Member, NewAuditEvent, OrgId, OrgSettings, Organization, Role, Timestamp, UserId,
 };
-use switchboard_store::{NewOrganization, Page, PageRequest, StoreError, StoreResult};
+use switchboard_store::{NewOrganization, NewUser, Page, PageRequest, StoreError, StoreResult};
 
 use crate::audit::append;
 use crate::error::{backend, is_foreign_key_violation, unique_violation};
@@ -255,6 +255,30 @@ pub(crate) async fn add_member(
         display_name: account.display_name,
         role,
         joined_at: now,
+    })
+}
+
+pub(crate) async fn add_new_member(
+    pool: &PgPool,
+    org: OrgId,
+    user: &NewUser,
+    role: Role,
+    audit: &NewAuditEvent,
+) -> StoreResult<Member> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    lock_org(&mut tx, org).await?;
+    crate::accounts::insert_user(&mut tx, user).await?;
+    insert_membership(&mut tx, org, user.id, role, user.created_at)
+        .await
+        .map_err(backend)?;
+    append(&mut tx, audit).await?;
+    tx.commit().await.map_err(backend)?;
+    Ok(Member {
+        user_id: user.id,
+        email: user.email.clone(),
+        display_name: user.display_name.clone(),
+        role,
+        joined_at: user.created_at,
     })
 }
 

@@ -51,7 +51,7 @@ pub(crate) async fn user_count(conn: &mut SqliteConnection) -> StoreResult<u64> 
 }
 
 /// Inserts a user row; a taken address is a `Conflict` on `email`.
-async fn insert_user(conn: &mut SqliteConnection, user: &NewUser) -> StoreResult<User> {
+pub(crate) async fn insert_user(conn: &mut SqliteConnection, user: &NewUser) -> StoreResult<User> {
     sqlx::query(
         "INSERT INTO users (id, email, display_name, password_hash, created_at) \
          VALUES (?, ?, ?, ?, ?)",

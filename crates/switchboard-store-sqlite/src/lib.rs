@@ -319,6 +319,16 @@ impl Store for SqliteStore {
         orgs::list_members(&self.pool, org, page).await
     }
 
+    async fn add_new_member(
+        &self,
+        org: OrgId,
+        user: &NewUser,
+        role: Role,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Member> {
+        orgs::add_new_member(&self.pool, org, user, role, audit).await
+    }
+
     async fn add_member(
         &self,
         org: OrgId,

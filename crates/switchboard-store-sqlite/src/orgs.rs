@@ -4,7 +4,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 use switchboard_domain::{
     Member, NewAuditEvent, OrgId, OrgSettings, Organization, Role, Timestamp, UserId,
 };
-use switchboard_store::{NewOrganization, Page, PageRequest, StoreError, StoreResult};
+use switchboard_store::{NewOrganization, NewUser, Page, PageRequest, StoreError, StoreResult};
 
 use crate::error::DbResultExt;
 use crate::rows::{self, ORG_COLS, USER_COLS};
@@ -220,6 +220,23 @@ pub(crate) async fn add_member(
         })?;
     audit::append(&mut tx, event).await?;
     let added = member(&mut tx, org, user).await?;
+    tx.commit().await.db()?;
+    Ok(added)
+}
+
+pub(crate) async fn add_new_member(
+    pool: &SqlitePool,
+    org: OrgId,
+    user: &NewUser,
+    role: Role,
+    event: &NewAuditEvent,
+) -> StoreResult<Member> {
+    let mut tx = begin_write(pool).await?;
+    organization(&mut tx, org).await?;
+    accounts::insert_user(&mut tx, user).await?;
+    insert_membership(&mut tx, org, user.id, role, user.created_at).await?;
+    audit::append(&mut tx, event).await?;
+    let added = member(&mut tx, org, user.id).await?;
     tx.commit().await.db()?;
     Ok(added)
 }

@@ -197,6 +197,15 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> StoreResult<Member>;
+    /// Creates a user and adds them as a member in one transaction, so a refused membership
+    /// never leaves an account behind; `Conflict` on `email` if the address is taken.
+    async fn add_new_member(
+        &self,
+        org: OrgId,
+        user: &NewUser,
+        role: Role,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Member>;
     /// Changes a member's role; `LastOwner` if that would leave no owner.
     async fn set_role(
         &self,

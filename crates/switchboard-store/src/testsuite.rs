@@ -74,6 +74,7 @@ const CASES: &[(&str, Case)] = cases![
     organizations_create_read_update,
     organizations_of_sorts_slugs_by_bytes,
     members_add_read_and_change,
+    add_new_member_is_one_transaction,
     members_paginate_without_gaps,
     last_owner_cannot_be_demoted,
     last_owner_cannot_be_removed,
@@ -1021,6 +1022,46 @@ async fn members_add_read_and_change(cx: Cx) {
     let beta = org(s, "beta", carl.id).await;
     not_found(s.member(beta.id, bob.id).await, "member");
     assert_eq!(s.role_of(beta.id, bob.id).await.unwrap(), None);
+}
+
+async fn add_new_member_is_one_transaction(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let added = ev(AuditAction::MemberAdded).org(acme.id);
+    let dan = new_user("dan@example.org");
+    let m = s
+        .add_new_member(acme.id, &dan, Role::Admin, &added)
+        .await
+        .unwrap();
+    assert_eq!(
+        (m.user_id, m.role, m.joined_at),
+        (dan.id, Role::Admin, dan.created_at)
+    );
+    assert_eq!(s.user(dan.id).await.unwrap().email, dan.email);
+    assert_eq!(s.member(acme.id, dan.id).await.unwrap(), m);
+
+    let users_before = s.user_count().await.unwrap();
+    let audit_before = audit_count(s).await;
+    let mut taken = new_user("other@example.org");
+    taken.email = ada.email.clone();
+    conflict(
+        s.add_new_member(acme.id, &taken, Role::Member, &added)
+            .await,
+        "email",
+    );
+    let orphan = new_user("orphan@example.org");
+    not_found(
+        s.add_new_member(OrgId::new(), &orphan, Role::Member, &added)
+            .await,
+        "organization",
+    );
+    assert_eq!(
+        s.user_count().await.unwrap(),
+        users_before,
+        "no account is left behind"
+    );
+    assert!(s.user_login(&orphan.email).await.unwrap().is_none());
+    assert_eq!(audit_count(s).await, audit_before);
 }
 
 async fn members_paginate_without_gaps(cx: Cx) {

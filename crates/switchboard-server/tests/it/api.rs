@@ -688,7 +688,6 @@ async fn audit_log_lists_filters_and_exports() {
         "login",
         "connector_created",
         "member_added",
-        "user_created",
         "token_issued",
     ] {
         assert!(
