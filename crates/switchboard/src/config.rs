@@ -1,0 +1,1005 @@
+//! The operator's configuration: built-in defaults, then a TOML file, then `SWITCHBOARD_`
+//! environment variables, then command-line flags, each layer overriding the one before.
+//!
+//! Every layer is parsed into the same [`Layer`] shape and checked on its own before the
+//! layers are merged, so an error names the key the way the operator wrote it: a TOML key and
+//! line in the file, an environment variable's name, or a flag.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+use switchboard_domain::HttpAllowance;
+use switchboard_server::ServerConfig;
+use switchboard_service::ServiceConfig;
+
+use crate::secret::{DatabaseUrl, MasterKeyText};
+
+/// Prefix of every environment variable the configuration reads.
+pub const ENV_PREFIX: &str = "SWITCHBOARD_";
+
+/// Name of the generated key file inside the data directory.
+pub const KEY_FILE_NAME: &str = "master.key";
+
+/// Environment variables starting with [`ENV_PREFIX`] that are not configuration keys but are
+/// still Switchboard's, so `config check` does not call them unknown.
+const OTHER_ENV: &[&str] = &["CONFIG", "CONFIG_DIR", "SERVER", "TOKEN", "ORG"];
+
+/// Each key that can come from the environment: its variable (after the prefix) and its key in
+/// the file. `MASTER_KEY` has no file key on purpose: key material does not belong in a file
+/// that also holds ordinary settings.
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("LISTEN", "listen"),
+    ("DATA_DIR", "data_dir"),
+    ("DATABASE_URL", "database_url"),
+    ("LOG_FORMAT", "log.format"),
+    ("LOG_LEVEL", "log.level"),
+    ("MASTER_KEY", "security.master_key"),
+    ("MASTER_KEY_FILE", "security.master_key_file"),
+    ("ALLOW_HTTP_LOOPBACK", "security.allow_http_loopback"),
+    ("ALLOW_HTTP_HOSTS", "security.allow_http_hosts"),
+    ("COOKIE_SECURE", "security.cookie_secure"),
+    ("SESSION_HOURS", "security.session_hours"),
+    ("MAX_TOKEN_DAYS", "security.max_token_days"),
+    ("LOGIN_FAILURES", "security.login_failures"),
+    ("LOGIN_WINDOW_MINUTES", "security.login_window_minutes"),
+    ("MAX_BODY_BYTES", "http.max_body_bytes"),
+    ("REQUEST_TIMEOUT_SECS", "http.request_timeout_secs"),
+    ("TRUST_FORWARDED_FOR", "http.trust_forwarded_for"),
+];
+
+/// The bounds of each numeric key: wide enough for any sensible installation, narrow enough to
+/// catch a slip such as minutes written as seconds.
+const BOUNDS: &[(&str, u64, u64)] = &[
+    ("security.session_hours", 1, 24 * 30),
+    ("security.max_token_days", 1, 3650),
+    ("security.login_failures", 1, 1000),
+    ("security.login_window_minutes", 1, 24 * 60),
+    ("http.max_body_bytes", 1024, 1 << 30),
+    ("http.request_timeout_secs", 1, 3600),
+];
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("must be text or json, found {other:?}")),
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        })
+    }
+}
+
+/// A log level such as `info`, or a full tracing filter such as `info,sqlx=warn`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LogLevel(String);
+
+impl LogLevel {
+    /// The filter text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+        let s = s.trim();
+        // A bare word is a level. The filter parser would accept any word as a target name,
+        // which would silently turn a typo such as "inof" into "log nothing".
+        if !s.contains(['=', ',', '[']) {
+            if LEVELS.contains(&s.to_ascii_lowercase().as_str()) {
+                return Ok(Self(s.to_ascii_lowercase()));
+            }
+            return Err(format!("must be one of {}, found {s:?}", LEVELS.join(", ")));
+        }
+        tracing_subscriber::EnvFilter::try_new(s)
+            .map_err(|e| format!("is not a valid log filter ({e})"))?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for LogLevel {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// One entry of `allow_http_hosts`: a host name, an IP address or a CIDR block.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HostRule(String);
+
+impl FromStr for HostRule {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let s = raw.trim();
+        let bad = |why: &str| Err(format!("{raw:?} {why}"));
+        if s.is_empty() {
+            return bad("is empty; expected a host name, an IP address or a CIDR block");
+        }
+        if s.contains('*') {
+            return bad(
+                "uses a wildcard, which is not supported; list the hosts or use a CIDR block",
+            );
+        }
+        if s.starts_with('[') {
+            return bad("must be written without brackets, as in ::1 or fd00::/8");
+        }
+        if let Some((addr, bits)) = s.split_once('/') {
+            let Ok(ip) = addr.parse::<IpAddr>() else {
+                return bad("is not a CIDR block: the part before / must be an IP address");
+            };
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            match bits.parse::<u8>() {
+                Ok(n) if n <= max => return Ok(Self(s.to_owned())),
+                _ => {
+                    return bad(&format!(
+                        "is not a CIDR block: the prefix length must be 0 to {max}"
+                    ));
+                }
+            }
+        }
+        if s.parse::<IpAddr>().is_ok() {
+            return Ok(Self(s.to_owned()));
+        }
+        let name = s.strip_suffix('.').unwrap_or(s);
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if name.len() > 253 || !name.split('.').all(label_ok) {
+            return bad("is not a host name, an IP address or a CIDR block");
+        }
+        Ok(Self(name.to_ascii_lowercase()))
+    }
+}
+
+impl TryFrom<String> for HostRule {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// One layer of settings, every one optional. The file is read straight into this shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    #[serde(default, deserialize_with = "deserialize_listen")]
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<DatabaseUrl>,
+    #[serde(default)]
+    log: LogLayer,
+    #[serde(default)]
+    security: SecurityLayer,
+    #[serde(default)]
+    http: HttpLayer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogLayer {
+    format: Option<LogFormat>,
+    level: Option<LogLevel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityLayer {
+    /// Only ever set from the environment.
+    #[serde(skip)]
+    master_key: Option<MasterKeyText>,
+    master_key_file: Option<PathBuf>,
+    allow_http_loopback: Option<bool>,
+    allow_http_hosts: Option<Vec<HostRule>>,
+    cookie_secure: Option<bool>,
+    session_hours: Option<u64>,
+    max_token_days: Option<u64>,
+    login_failures: Option<u64>,
+    login_window_minutes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpLayer {
+    max_body_bytes: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    trust_forwarded_for: Option<bool>,
+}
+
+/// Settings given as command-line flags.
+#[derive(Debug, Default)]
+pub struct Flags {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<DatabaseUrl>,
+    /// `--master-key-file`.
+    pub master_key_file: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// `--log-level`.
+    pub log_level: Option<LogLevel>,
+}
+
+impl Layer {
+    /// Parses a configuration file's text. Errors name the key and the line.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.span().map(|span| {
+                1 + text.as_bytes()[..span.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+            });
+            // Syntax errors come over several lines; an error here is one line.
+            let message = inner
+                .message()
+                .trim()
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let place = match line {
+                Some(line) => format!("line {line}: "),
+                None => String::new(),
+            };
+            // serde names an unknown key only by its last part, and the path then ends with
+            // it; say which key in full, and which keys its table allows.
+            if let Some(rest) = message.strip_prefix("unknown field `") {
+                let allowed = rest.split_once(", ").map_or("", |(_, a)| a);
+                return format!("{place}unknown key {path}; {allowed}");
+            }
+            // The path is "." when the error is about the document itself (a syntax error);
+            // the message then says what.
+            if path.is_empty() || path == "." {
+                format!("{place}{message}")
+            } else {
+                format!("{place}{path}: {message}")
+            }
+        })
+    }
+
+    /// Reads the `SWITCHBOARD_` variables through `get`, which the caller points at the process
+    /// environment (or, in tests, at a map).
+    pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        fn parse<T: FromStr>(var: &str, raw: &str) -> Result<T>
+        where
+            T::Err: fmt::Display,
+        {
+            raw.trim()
+                .parse::<T>()
+                .map_err(|e| anyhow!("{ENV_PREFIX}{var}: {e}"))
+        }
+        let mut layer = Layer::default();
+        for &(var, _) in ENV_KEYS {
+            let Some(raw) = get(&format!("{ENV_PREFIX}{var}")) else {
+                continue;
+            };
+            let s = &mut layer.security;
+            match var {
+                "LISTEN" => {
+                    layer.listen =
+                        Some(parse_listen(&raw).map_err(|e| anyhow!("{ENV_PREFIX}{var}: {e}"))?)
+                }
+                "DATA_DIR" => layer.data_dir = Some(PathBuf::from(raw)),
+                "DATABASE_URL" => layer.database_url = Some(parse(var, &raw)?),
+                "LOG_FORMAT" => layer.log.format = Some(parse(var, &raw)?),
+                "LOG_LEVEL" => layer.log.level = Some(parse(var, &raw)?),
+                "MASTER_KEY" => s.master_key = Some(MasterKeyText::new(raw)),
+                "MASTER_KEY_FILE" => s.master_key_file = Some(PathBuf::from(raw)),
+                "ALLOW_HTTP_LOOPBACK" => s.allow_http_loopback = Some(parse_bool(var, &raw)?),
+                "ALLOW_HTTP_HOSTS" => {
+                    let hosts = raw
+                        .split(',')
+                        .filter(|h| !h.trim().is_empty())
+                        .map(|h| parse::<HostRule>(var, h))
+                        .collect::<Result<_>>()?;
+                    s.allow_http_hosts = Some(hosts);
+                }
+                "COOKIE_SECURE" => s.cookie_secure = Some(parse_bool(var, &raw)?),
+                "SESSION_HOURS" => s.session_hours = Some(parse(var, &raw)?),
+                "MAX_TOKEN_DAYS" => s.max_token_days = Some(parse(var, &raw)?),
+                "LOGIN_FAILURES" => s.login_failures = Some(parse(var, &raw)?),
+                "LOGIN_WINDOW_MINUTES" => s.login_window_minutes = Some(parse(var, &raw)?),
+                "MAX_BODY_BYTES" => layer.http.max_body_bytes = Some(parse(var, &raw)?),
+                "REQUEST_TIMEOUT_SECS" => layer.http.request_timeout_secs = Some(parse(var, &raw)?),
+                "TRUST_FORWARDED_FOR" => {
+                    layer.http.trust_forwarded_for = Some(parse_bool(var, &raw)?)
+                }
+                _ => unreachable!("every entry of ENV_KEYS is handled"),
+            }
+        }
+        Ok(layer)
+    }
+
+    /// The layer made of command-line flags.
+    pub fn from_flags(flags: Flags) -> Self {
+        let mut layer = Layer {
+            listen: flags.listen,
+            data_dir: flags.data_dir,
+            database_url: flags.database_url,
+            ..Layer::default()
+        };
+        layer.security.master_key_file = flags.master_key_file;
+        layer.log.format = flags.log_format;
+        layer.log.level = flags.log_level;
+        layer
+    }
+
+    /// The numeric values this layer sets, by file key.
+    fn numbers(&self) -> [(&'static str, Option<u64>); 6] {
+        let s = &self.security;
+        [
+            ("security.session_hours", s.session_hours),
+            ("security.max_token_days", s.max_token_days),
+            ("security.login_failures", s.login_failures),
+            ("security.login_window_minutes", s.login_window_minutes),
+            ("http.max_body_bytes", self.http.max_body_bytes),
+            ("http.request_timeout_secs", self.http.request_timeout_secs),
+        ]
+    }
+
+    /// Checks the bounds of the values this layer sets; `name` says how the layer spells a key.
+    fn check(&self, name: &dyn Fn(&str) -> String) -> Result<()> {
+        for (key, value) in self.numbers() {
+            let Some(value) = value else { continue };
+            let &(_, min, max) = BOUNDS
+                .iter()
+                .find(|(k, _, _)| *k == key)
+                .expect("every number has bounds");
+            if !(min..=max).contains(&value) {
+                bail!(
+                    "{}: must be between {min} and {max}, found {value}",
+                    name(key)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// This layer with every value `top` sets put over it.
+    fn overlay(self, top: Layer) -> Layer {
+        let (s, t) = (self.security, top.security);
+        Layer {
+            listen: top.listen.or(self.listen),
+            data_dir: top.data_dir.or(self.data_dir),
+            database_url: top.database_url.or(self.database_url),
+            log: LogLayer {
+                format: top.log.format.or(self.log.format),
+                level: top.log.level.or(self.log.level),
+            },
+            security: SecurityLayer {
+                master_key: t.master_key.or(s.master_key),
+                master_key_file: t.master_key_file.or(s.master_key_file),
+                allow_http_loopback: t.allow_http_loopback.or(s.allow_http_loopback),
+                allow_http_hosts: t.allow_http_hosts.or(s.allow_http_hosts),
+                cookie_secure: t.cookie_secure.or(s.cookie_secure),
+                session_hours: t.session_hours.or(s.session_hours),
+                max_token_days: t.max_token_days.or(s.max_token_days),
+                login_failures: t.login_failures.or(s.login_failures),
+                login_window_minutes: t.login_window_minutes.or(s.login_window_minutes),
+            },
+            http: HttpLayer {
+                max_body_bytes: top.http.max_body_bytes.or(self.http.max_body_bytes),
+                request_timeout_secs: top
+                    .http
+                    .request_timeout_secs
+                    .or(self.http.request_timeout_secs),
+                trust_forwarded_for: top
+                    .http
+                    .trust_forwarded_for
+                    .or(self.http.trust_forwarded_for),
+            },
+        }
+    }
+}
+
+/// Parses a listen address, with a hint when the port or the host is missing.
+pub fn parse_listen(raw: &str) -> Result<SocketAddr, String> {
+    raw.trim().parse::<SocketAddr>().map_err(|_| {
+        format!(
+            "expected an IP address and port such as 127.0.0.1:8080 or [::]:8080, found {raw:?}"
+        )
+    })
+}
+
+fn deserialize_listen<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_listen(&raw)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn parse_bool(var: &str, raw: &str) -> Result<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => bail!("{ENV_PREFIX}{var}: expected true or false, found {raw:?}"),
+    }
+}
+
+/// The environment variable that sets a file key, for error messages.
+fn env_name(key: &str) -> String {
+    ENV_KEYS
+        .iter()
+        .find(|(_, k)| *k == key)
+        .map_or_else(|| key.to_owned(), |(var, _)| format!("{ENV_PREFIX}{var}"))
+}
+
+/// Where the master key comes from.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// The key ring text in `SWITCHBOARD_MASTER_KEY`.
+    Env(MasterKeyText),
+    /// A file the operator manages (`security.master_key_file`).
+    File(PathBuf),
+    /// `<data_dir>/master.key`, generated on first start and rotated in place.
+    DataDir(PathBuf),
+}
+
+impl fmt::Display for MasterKeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env(_) => write!(f, "the {ENV_PREFIX}MASTER_KEY environment variable"),
+            Self::File(p) => write!(f, "the file {} (security.master_key_file)", p.display()),
+            Self::DataDir(p) => write!(f, "the file {} in the data directory", p.display()),
+        }
+    }
+}
+
+/// The complete, checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from, if any.
+    pub file: Option<PathBuf>,
+    /// Where the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Where the SQLite database and the generated key live.
+    pub data_dir: PathBuf,
+    /// The database.
+    pub database_url: DatabaseUrl,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log level or filter.
+    pub log_level: LogLevel,
+    /// Where the master key comes from.
+    pub master_key: MasterKeySource,
+    /// Allow plain http connector URLs to loopback addresses.
+    pub allow_http_loopback: bool,
+    /// Further hosts plain http connector URLs may reach.
+    pub allow_http_hosts: Vec<String>,
+    /// Mark cookies `Secure`.
+    pub cookie_secure: bool,
+    /// Browser session lifetime.
+    pub session_hours: u64,
+    /// Longest API token lifetime.
+    pub max_token_days: u64,
+    /// Failed sign-ins allowed per window.
+    pub login_failures: u64,
+    /// The sign-in window.
+    pub login_window_minutes: u64,
+    /// Largest request body.
+    pub max_body_bytes: u64,
+    /// Longest request.
+    pub request_timeout_secs: u64,
+    /// Trust `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, the file (`file`, if given), the process environment,
+    /// then `flags`.
+    pub fn load(file: Option<&Path>, flags: Flags) -> Result<Self> {
+        Self::assemble(file, &|var| std::env::var(var).ok(), flags)
+    }
+
+    /// [`Config::load`] with the environment read through `env`.
+    pub fn assemble(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        flags: Flags,
+    ) -> Result<Self> {
+        let from_file = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the config file {}", path.display()))?;
+                let layer = Layer::from_toml(&text)
+                    .map_err(|e| anyhow!("config file {}: {e}", path.display()))?;
+                layer
+                    .check(&|key| key.to_owned())
+                    .with_context(|| format!("config file {}", path.display()))?;
+                layer
+            }
+            None => Layer::default(),
+        };
+        let from_env = Layer::from_env(env)?;
+        from_env.check(&env_name)?;
+        let from_flags = Layer::from_flags(flags);
+        let merged = from_file.overlay(from_env).overlay(from_flags);
+        Self::resolve(merged, file.map(Path::to_path_buf))
+    }
+
+    /// Fills in defaults and applies the rules that span keys.
+    fn resolve(l: Layer, file: Option<PathBuf>) -> Result<Self> {
+        let data_dir = l.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = l
+            .database_url
+            .unwrap_or_else(|| DatabaseUrl::sqlite_in(&data_dir));
+        let s = l.security;
+        let master_key = match (s.master_key, s.master_key_file) {
+            (Some(_), Some(_)) => bail!(
+                "{ENV_PREFIX}MASTER_KEY and security.master_key_file are both set; set only one"
+            ),
+            (Some(text), None) => MasterKeySource::Env(text),
+            (None, Some(path)) => MasterKeySource::File(path),
+            (None, None) => MasterKeySource::DataDir(data_dir.join(KEY_FILE_NAME)),
+        };
+        let service = ServiceConfig::default();
+        let server = ServerConfig::default();
+        Ok(Self {
+            file,
+            listen: l
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir,
+            database_url,
+            log_format: l.log.format.unwrap_or(LogFormat::Text),
+            log_level: l.log.level.unwrap_or_else(|| LogLevel("info".into())),
+            master_key,
+            allow_http_loopback: s.allow_http_loopback.unwrap_or(false),
+            allow_http_hosts: s
+                .allow_http_hosts
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.0)
+                .collect(),
+            cookie_secure: s.cookie_secure.unwrap_or(server.cookie_secure),
+            session_hours: s
+                .session_hours
+                .unwrap_or(service.session_ttl.as_secs() / 3600),
+            max_token_days: s
+                .max_token_days
+                .unwrap_or(u64::from(service.max_token_days)),
+            login_failures: s.login_failures.unwrap_or(service.login_failures as u64),
+            login_window_minutes: s
+                .login_window_minutes
+                .unwrap_or(service.login_window.as_secs() / 60),
+            max_body_bytes: l
+                .http
+                .max_body_bytes
+                .unwrap_or(server.max_body_bytes as u64),
+            request_timeout_secs: l
+                .http
+                .request_timeout_secs
+                .unwrap_or(server.request_timeout.as_secs()),
+            trust_forwarded_for: l
+                .http
+                .trust_forwarded_for
+                .unwrap_or(server.trust_forwarded_for),
+        })
+    }
+
+    /// The settings the application services need.
+    pub fn service_config(&self) -> ServiceConfig {
+        ServiceConfig {
+            http: HttpAllowance {
+                loopback: self.allow_http_loopback,
+                hosts: self.allow_http_hosts.clone(),
+            },
+            session_ttl: Duration::from_secs(self.session_hours * 3600),
+            // The bounds checked above keep these well inside u32 and usize.
+            max_token_days: self.max_token_days as u32,
+            login_failures: self.login_failures as usize,
+            login_window: Duration::from_secs(self.login_window_minutes * 60),
+        }
+    }
+
+    /// The settings the HTTP server needs.
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            cookie_secure: self.cookie_secure,
+            max_body_bytes: self.max_body_bytes as usize,
+            trust_forwarded_for: self.trust_forwarded_for,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+        }
+    }
+
+    /// The effective settings as TOML, secrets left out, for `config check`.
+    pub fn to_toml(&self) -> String {
+        let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let hosts: Vec<String> = self.allow_http_hosts.iter().map(|h| q(h)).collect();
+        let key = match &self.master_key {
+            MasterKeySource::File(p) => {
+                format!("master_key_file = {}\n", q(&p.display().to_string()))
+            }
+            MasterKeySource::Env(_) => format!("# master key: from {ENV_PREFIX}MASTER_KEY\n"),
+            MasterKeySource::DataDir(p) => format!("# master key: {}\n", p.display()),
+        };
+        format!(
+            "listen = {listen}\ndata_dir = {data_dir}\ndatabase_url = {db}\n\n\
+             [log]\nformat = {format}\nlevel = {level}\n\n\
+             [security]\n{key}allow_http_loopback = {loopback}\nallow_http_hosts = [{hosts}]\n\
+             cookie_secure = {cookie}\nsession_hours = {session}\nmax_token_days = {token_days}\n\
+             login_failures = {failures}\nlogin_window_minutes = {window}\n\n\
+             [http]\nmax_body_bytes = {body}\nrequest_timeout_secs = {timeout}\n\
+             trust_forwarded_for = {forwarded}\n",
+            listen = q(&self.listen.to_string()),
+            data_dir = q(&self.data_dir.display().to_string()),
+            db = q(&self.database_url.redacted()),
+            format = q(&self.log_format.to_string()),
+            level = q(self.log_level.as_str()),
+            loopback = self.allow_http_loopback,
+            hosts = hosts.join(", "),
+            cookie = self.cookie_secure,
+            session = self.session_hours,
+            token_days = self.max_token_days,
+            failures = self.login_failures,
+            window = self.login_window_minutes,
+            body = self.max_body_bytes,
+            timeout = self.request_timeout_secs,
+            forwarded = self.trust_forwarded_for,
+        )
+    }
+}
+
+/// `SWITCHBOARD_` variables in `vars` that Switchboard does not know, likely typos.
+pub fn unknown_env_vars(vars: impl Iterator<Item = String>) -> Vec<String> {
+    vars.filter(|v| {
+        let Some(rest) = v.strip_prefix(ENV_PREFIX) else {
+            return false;
+        };
+        !ENV_KEYS.iter().any(|(k, _)| *k == rest)
+            && !OTHER_ENV.contains(&rest)
+            && !rest.starts_with("TEST_")
+    })
+    .collect()
+}
+
+/// The example file `config default` prints: every key at its default, with what it does.
+/// A test checks that it parses and matches the built-in defaults, so the two cannot drift.
+pub const DEFAULT_TOML: &str = r#"# Switchboard configuration.
+#
+# Every setting is optional; the values below are the defaults. Settings are taken from, in
+# rising precedence: built-in defaults, this file (--config PATH or SWITCHBOARD_CONFIG),
+# SWITCHBOARD_* environment variables (named in brackets below), then command-line flags.
+# Relative paths are relative to the working directory. Unknown keys are refused.
+
+# Address and port the HTTP server listens on. [SWITCHBOARD_LISTEN]
+listen = "127.0.0.1:8080"
+
+# Holds the SQLite database and the generated master key. Created with mode 0700.
+# [SWITCHBOARD_DATA_DIR]
+data_dir = "./data"
+
+# The database. Defaults to SQLite in the data directory. For PostgreSQL use
+# "postgres://user:password@host:5432/switchboard"; a URL holding a password is better given
+# as SWITCHBOARD_DATABASE_URL than written here. [SWITCHBOARD_DATABASE_URL]
+# database_url = "sqlite://./data/switchboard.db"
+
+[log]
+# "text" for people, "json" for log collectors. [SWITCHBOARD_LOG_FORMAT]
+format = "text"
+# off, error, warn, info, debug or trace, or a filter such as "info,sqlx=warn".
+# RUST_LOG, when set, takes precedence. [SWITCHBOARD_LOG_LEVEL]
+level = "info"
+
+[security]
+# The master key seals every stored credential. By default it is generated on first start
+# into <data_dir>/master.key (mode 0600). To supply your own, make one with
+# `switchboard admin generate-key` and either point to it here [SWITCHBOARD_MASTER_KEY_FILE]
+# or pass its text in SWITCHBOARD_MASTER_KEY. Back it up: without it, stored credentials are
+# lost. See `switchboard admin rotate-key --help` for rotation.
+# master_key_file = "/etc/switchboard/master.key"
+
+# Allow connector URLs with plain http to loopback addresses (localhost, 127.0.0.0/8, ::1),
+# for development. [SWITCHBOARD_ALLOW_HTTP_LOOPBACK]
+allow_http_loopback = false
+# Further hosts plain http may reach: host names, IP addresses or CIDR blocks such as
+# "10.0.0.0/8". [SWITCHBOARD_ALLOW_HTTP_HOSTS, comma separated]
+allow_http_hosts = []
+# Mark session cookies Secure. Browsers treat http://localhost as secure, so this only needs
+# to be off when serving plain http to another host. [SWITCHBOARD_COOKIE_SECURE]
+cookie_secure = true
+# How long a browser session lasts. [SWITCHBOARD_SESSION_HOURS]
+session_hours = 12
+# The longest lifetime a personal API token may be given. [SWITCHBOARD_MAX_TOKEN_DAYS]
+max_token_days = 365
+# Failed sign-ins allowed per account within the window (per client address: three times
+# as many). [SWITCHBOARD_LOGIN_FAILURES, SWITCHBOARD_LOGIN_WINDOW_MINUTES]
+login_failures = 10
+login_window_minutes = 15
+
+[http]
+# The largest request body accepted. [SWITCHBOARD_MAX_BODY_BYTES]
+max_body_bytes = 1048576
+# Requests taking longer are answered with 503. [SWITCHBOARD_REQUEST_TIMEOUT_SECS]
+request_timeout_secs = 60
+# Take the client address from X-Forwarded-For. Only behind a proxy you run, which sets it;
+# otherwise clients could pick their address and dodge the sign-in limits.
+# [SWITCHBOARD_TRUST_FORWARDED_FOR]
+trust_forwarded_for = false
+"#;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn from_text(text: &str, env_pairs: &[(&str, &str)], flags: Flags) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::assemble(Some(&path), &env(env_pairs), flags)
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::assemble(None, &env(&[]), Flags::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.database_url.expose(), "sqlite://./data/switchboard.db");
+        assert!(
+            matches!(&c.master_key, MasterKeySource::DataDir(p) if p == Path::new("./data/master.key"))
+        );
+        assert!(c.cookie_secure && !c.allow_http_loopback && !c.trust_forwarded_for);
+    }
+
+    #[test]
+    fn the_printed_default_file_is_the_built_in_defaults() {
+        let printed = from_text(DEFAULT_TOML, &[], Flags::default()).unwrap();
+        let built_in = Config::assemble(None, &env(&[]), Flags::default()).unwrap();
+        assert_eq!(printed.to_toml(), built_in.to_toml());
+        let service = printed.service_config();
+        let default = ServiceConfig::default();
+        assert_eq!(service.session_ttl, default.session_ttl);
+        assert_eq!(service.login_window, default.login_window);
+        assert_eq!(service.max_token_days, default.max_token_days);
+        assert_eq!(
+            printed.server_config().max_body_bytes,
+            ServerConfig::default().max_body_bytes
+        );
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let text =
+            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/sb\"\n[security]\nsession_hours = 2\n";
+        let c = from_text(text, &[], Flags::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.database_url.expose(), "sqlite:///srv/sb/switchboard.db");
+        assert_eq!(c.session_hours, 2);
+
+        let c = from_text(
+            text,
+            &[
+                ("SWITCHBOARD_LISTEN", "127.0.0.1:7000"),
+                ("SWITCHBOARD_SESSION_HOURS", "3"),
+            ],
+            Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.session_hours, 3);
+
+        let flags = Flags {
+            listen: Some("127.0.0.1:6000".parse().unwrap()),
+            ..Flags::default()
+        };
+        let c = from_text(text, &[("SWITCHBOARD_LISTEN", "127.0.0.1:7000")], flags).unwrap();
+        assert_eq!(c.listen.port(), 6000);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = from_text("lisen = \"127.0.0.1:1\"\n", &[], Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lisen") && e.contains("line 1"), "{e}");
+        let e = from_text(
+            "[security]\ncookie_secure = true\ncookie_secur = false\n",
+            &[],
+            Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("cookie_secur") && e.contains("security") && e.contains("line 3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_source() {
+        let e = from_text(
+            "[security]\nallow_http_hosts = [\"ok.internal\", \"bad host\"]\n",
+            &[],
+            Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("security.allow_http_hosts[1]") && e.contains("bad host"),
+            "{e}"
+        );
+        let e = from_text("[http]\nrequest_timeout_secs = 0\n", &[], Flags::default()).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("http.request_timeout_secs: must be between 1 and 3600"),
+            "{e:#}"
+        );
+        let e = from_text("", &[("SWITCHBOARD_LISTEN", "nope")], Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("SWITCHBOARD_LISTEN:"), "{e}");
+        let e = from_text(
+            "",
+            &[("SWITCHBOARD_COOKIE_SECURE", "maybe")],
+            Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("SWITCHBOARD_COOKIE_SECURE:"), "{e}");
+        let e = from_text("", &[("SWITCHBOARD_LOGIN_FAILURES", "0")], Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("SWITCHBOARD_LOGIN_FAILURES: must be between"),
+            "{e}"
+        );
+        let e = from_text("[log]\nlevel = \"inof\"\n", &[], Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.level") && e.contains("inof"), "{e}");
+    }
+
+    #[test]
+    fn http_hosts_from_env_are_a_comma_list() {
+        let c = from_text(
+            "",
+            &[(
+                "SWITCHBOARD_ALLOW_HTTP_HOSTS",
+                "mcp.internal, 10.0.0.0/8,fd00::1",
+            )],
+            Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.allow_http_hosts,
+            ["mcp.internal", "10.0.0.0/8", "fd00::1"]
+        );
+        let e = from_text(
+            "",
+            &[("SWITCHBOARD_ALLOW_HTTP_HOSTS", "10.0.0.0/33")],
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("prefix length"), "{e}");
+    }
+
+    #[test]
+    fn host_rules() {
+        for ok in [
+            "localhost",
+            "mcp.corp.example",
+            "10.1.2.3",
+            "10.0.0.0/8",
+            "::1",
+            "fd00::/8",
+            "Host-1.Internal.",
+        ] {
+            assert!(ok.parse::<HostRule>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "*.corp",
+            "[::1]",
+            "-bad.example",
+            "a b",
+            "10.0.0.0/x",
+            "::/129",
+            "under_score.x",
+        ] {
+            assert!(bad.parse::<HostRule>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn master_key_sources() {
+        let c = from_text(
+            "",
+            &[("SWITCHBOARD_MASTER_KEY", "sbk1:x:y")],
+            Flags::default(),
+        )
+        .unwrap();
+        assert!(matches!(c.master_key, MasterKeySource::Env(_)));
+        assert!(!format!("{c:?}").contains("sbk1:x:y"));
+        let c = from_text(
+            "[security]\nmaster_key_file = \"/k\"\n",
+            &[],
+            Flags::default(),
+        )
+        .unwrap();
+        assert!(matches!(&c.master_key, MasterKeySource::File(p) if p == Path::new("/k")));
+        let e = from_text(
+            "[security]\nmaster_key_file = \"/k\"\n",
+            &[("SWITCHBOARD_MASTER_KEY", "sbk1:x:y")],
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("both set"), "{e}");
+    }
+
+    #[test]
+    fn database_password_is_redacted_in_debug_and_toml() {
+        let c = from_text(
+            "",
+            &[("SWITCHBOARD_DATABASE_URL", "postgres://sb:hunter2@db/sb")],
+            Flags::default(),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!c.to_toml().contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_env_vars_are_found() {
+        let vars = [
+            "SWITCHBOARD_LISTEN",
+            "SWITCHBOARD_LISEN",
+            "SWITCHBOARD_TOKEN",
+            "SWITCHBOARD_TEST_POSTGRES_URL",
+            "HOME",
+        ];
+        assert_eq!(
+            unknown_env_vars(vars.iter().map(|s| s.to_string())),
+            ["SWITCHBOARD_LISEN"]
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! `switchboard connector`: connectors, their credentials, functions and function policies.
+
+use anyhow::{Result, bail};
+use serde_json::{Map, Value, json};
+
+use crate::cli::{ConnectorCommand, CredentialArgs, FloorArg, PreferenceArg};
+use crate::client::Api;
+use crate::output::{Table, print_json, text, time, truncate};
+use crate::prompt;
+use crate::remote::{OrgRef, id_of, resolve_connector, resolve_org};
+
+/// Splits `Name: value` (the colon may also be an equals sign, as in curl's habit of
+/// `-H Name=value` being a common slip).
+fn parse_header(line: &str) -> Result<(String, String)> {
+    let Some((name, value)) = line.split_once(':').or_else(|| line.split_once('=')) else {
+        bail!("credential.headers: expected 'Name: value', found a line without a colon");
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("credential.headers: a header line has no name");
+    }
+    Ok((name.to_owned(), value.trim().to_owned()))
+}
+
+/// The credential the flags describe, reading any secret now; `None` when none is given.
+fn credential(args: &CredentialArgs) -> Result<Option<Value>> {
+    if args.bearer {
+        let token = prompt::secret("Bearer token: ", "bearer token", false)?;
+        return Ok(Some(json!({ "kind": "bearer", "token": *token })));
+    }
+    if let Some(username) = &args.basic {
+        let password = prompt::secret(&format!("Password for {username}: "), "password", false)?;
+        return Ok(Some(
+            json!({ "kind": "basic", "username": username, "password": *password }),
+        ));
+    }
+    if args.header.is_empty() && !args.headers_stdin {
+        return Ok(None);
+    }
+    let mut headers = Map::new();
+    for line in &args.header {
+        let (name, value) = parse_header(line)?;
+        headers.insert(name, Value::String(value));
+    }
+    if args.headers_stdin {
+        for line in prompt::stdin_lines()? {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (name, value) = parse_header(&line)?;
+            headers.insert(name, Value::String(value));
+        }
+    }
+    Ok(Some(json!({ "kind": "headers", "headers": headers })))
+}
+
+fn print_connector(json: bool, c: &Value) {
+    if json {
+        print_json(c);
+        return;
+    }
+    Table::details(vec![
+        ("name", text(c, "name")),
+        ("url", text(c, "url")),
+        ("description", text(c, "description")),
+        ("status", text(c, "status")),
+        ("last error", text(c, "last_error")),
+        ("auth", text(c, "auth_method")),
+        ("credential", text(c, "has_credential")),
+        ("transport", text(c, "transport")),
+        ("protocol", text(c, "protocol_version")),
+        ("created", time(c, "created_at")),
+        ("updated", time(c, "updated_at")),
+        ("id", text(c, "id")),
+    ])
+    .print();
+}
+
+/// `connector ...`.
+pub async fn run(
+    api: &Api,
+    json: bool,
+    org: Option<&str>,
+    command: ConnectorCommand,
+) -> Result<()> {
+    let org = resolve_org(api, org).await?;
+    match command {
+        ConnectorCommand::List => list(api, json, &org).await,
+        ConnectorCommand::Add {
+            name,
+            url,
+            description,
+            credential: cred,
+        } => {
+            let mut body = json!({ "name": name, "url": url });
+            if let Some(description) = description {
+                body["description"] = json!(description);
+            }
+            if let Some(cred) = credential(&cred)? {
+                body["credential"] = cred;
+            }
+            let created = api.post(&["orgs", &org.id, "connectors"], &body).await?;
+            if !json {
+                println!(
+                    "added the connector {} to {}",
+                    text(&created, "name"),
+                    org.slug
+                );
+            }
+            print_connector(json, &created);
+            Ok(())
+        }
+        ConnectorCommand::Show { connector } => {
+            let found = resolve_connector(api, &org, &connector).await?;
+            let shown = api.get(&["connectors", &id_of(&found)?]).await?;
+            print_connector(json, &shown);
+            Ok(())
+        }
+        ConnectorCommand::Edit {
+            connector,
+            name,
+            url,
+            description,
+            clear_description,
+            remove_credential,
+            credential: cred,
+        } => {
+            let found = resolve_connector(api, &org, &connector).await?;
+            let mut patch = Map::new();
+            if let Some(name) = name {
+                patch.insert("name".into(), json!(name));
+            }
+            if let Some(url) = url {
+                patch.insert("url".into(), json!(url));
+            }
+            if let Some(description) = description {
+                patch.insert("description".into(), json!(description));
+            }
+            if clear_description {
+                patch.insert("description".into(), Value::Null);
+            }
+            if remove_credential {
+                patch.insert("credential".into(), Value::Null);
+            } else if let Some(cred) = credential(&cred)? {
+                patch.insert("credential".into(), cred);
+            }
+            if patch.is_empty() {
+                bail!(
+                    "nothing to change; give at least one of --name, --url, --description, --clear-description, a credential or --remove-credential"
+                );
+            }
+            let changed = api
+                .patch(&["connectors", &id_of(&found)?], &Value::Object(patch))
+                .await?;
+            if !json {
+                println!("changed the connector {}", text(&changed, "name"));
+            }
+            print_connector(json, &changed);
+            Ok(())
+        }
+        ConnectorCommand::Rm { connector, yes } => {
+            let found = resolve_connector(api, &org, &connector).await?;
+            let name = text(&found, "name");
+            if !yes {
+                if !prompt::interactive() {
+                    bail!("deleting a connector needs --yes when standard input is not a terminal");
+                }
+                let question = format!(
+                    "Delete the connector {name} with its functions, policies and credentials?"
+                );
+                if !prompt::confirm(&question)? {
+                    bail!("nothing deleted");
+                }
+            }
+            api.delete(&["connectors", &id_of(&found)?]).await?;
+            if json {
+                print_json(&json!({ "deleted": found }));
+            } else {
+                println!("deleted the connector {name}");
+            }
+            Ok(())
+        }
+        ConnectorCommand::Enable { connector } => {
+            set_enabled(api, json, &org, &connector, true).await
+        }
+        ConnectorCommand::Disable { connector } => {
+            set_enabled(api, json, &org, &connector, false).await
+        }
+        ConnectorCommand::Functions { connector } => {
+            let found = resolve_connector(api, &org, &connector).await?;
+            let functions = api
+                .list_all(&["connectors", &id_of(&found)?, "functions"])
+                .await?;
+            if json {
+                print_json(&Value::Array(functions));
+                return Ok(());
+            }
+            let mut table = Table::new(&[
+                "function",
+                "review",
+                "floor",
+                "your preference",
+                "decision",
+                "because",
+                "description",
+            ]);
+            for f in &functions {
+                table.row(vec![
+                    text(f, "name"),
+                    text(f, "review_state"),
+                    text(f, "floor"),
+                    text(f, "preference"),
+                    text(f, "decision.outcome"),
+                    text(f, "decision.rule"),
+                    truncate(&text(f, "description"), 60),
+                ]);
+            }
+            table.print_or(&format!(
+                "the connector {} has no functions yet",
+                text(&found, "name")
+            ));
+            Ok(())
+        }
+        ConnectorCommand::Floor {
+            connector,
+            function,
+            floor,
+        } => {
+            let found = resolve_connector(api, &org, &connector).await?;
+            let floor = match floor {
+                FloorArg::Allowed => "allowed",
+                FloorArg::Ask => "ask",
+                FloorArg::Blocked => "blocked",
+            };
+            let id = id_of(&found)?;
+            let info = api
+                .put(
+                    &["connectors", &id, "functions", &function, "floor"],
+                    &json!({ "floor": floor }),
+                )
+                .await?;
+            print_function(
+                json,
+                &info,
+                &format!(
+                    "the floor of {}.{function} is now {floor}",
+                    text(&found, "name")
+                ),
+            );
+            Ok(())
+        }
+        ConnectorCommand::Prefer {
+            connector,
+            function,
+            preference,
+        } => {
+            let found = resolve_connector(api, &org, &connector).await?;
+            let preference = match preference {
+                PreferenceArg::Always => json!("always"),
+                PreferenceArg::Ask => json!("ask"),
+                PreferenceArg::Never => json!("never"),
+                PreferenceArg::Clear => Value::Null,
+            };
+            let id = id_of(&found)?;
+            let info = api
+                .put(
+                    &["connectors", &id, "functions", &function, "preference"],
+                    &json!({ "preference": preference }),
+                )
+                .await?;
+            let said = match preference.as_str() {
+                Some(p) => format!(
+                    "your preference for {}.{function} is now {p}",
+                    text(&found, "name")
+                ),
+                None => format!(
+                    "your preference for {}.{function} is cleared",
+                    text(&found, "name")
+                ),
+            };
+            print_function(json, &info, &said);
+            Ok(())
+        }
+    }
+}
+
+fn print_function(json: bool, info: &Value, said: &str) {
+    if json {
+        print_json(info);
+    } else if info.get("decision").is_some() {
+        println!(
+            "{said}; a call would now be {} ({})",
+            text(info, "decision.outcome"),
+            text(info, "decision.rule")
+        );
+    } else {
+        println!("{said}");
+    }
+}
+
+async fn list(api: &Api, json: bool, org: &OrgRef) -> Result<()> {
+    let connectors = api.list_all(&["orgs", &org.id, "connectors"]).await?;
+    if json {
+        print_json(&Value::Array(connectors));
+        return Ok(());
+    }
+    let mut table = Table::new(&["name", "status", "auth", "url", "description"]);
+    for c in &connectors {
+        table.row(vec![
+            text(c, "name"),
+            text(c, "status"),
+            text(c, "auth_method"),
+            text(c, "url"),
+            truncate(&text(c, "description"), 50),
+        ]);
+    }
+    table.print_or(&format!("the organization {} has no connectors", org.slug));
+    Ok(())
+}
+
+async fn set_enabled(
+    api: &Api,
+    json: bool,
+    org: &OrgRef,
+    connector: &str,
+    enabled: bool,
+) -> Result<()> {
+    let found = resolve_connector(api, org, connector).await?;
+    let action = if enabled { "enable" } else { "disable" };
+    let changed = api
+        .post(&["connectors", &id_of(&found)?, action], &json!({}))
+        .await?;
+    if json {
+        print_json(&changed);
+    } else {
+        println!(
+            "{} is now {}",
+            text(&found, "name"),
+            text(&changed, "status")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines() {
+        assert_eq!(
+            parse_header("X-Api-Key: abc:def").unwrap(),
+            ("X-Api-Key".into(), "abc:def".into())
+        );
+        assert_eq!(
+            parse_header("X-Key=v").unwrap(),
+            ("X-Key".into(), "v".into())
+        );
+        assert!(parse_header("novalue").is_err());
+        assert!(parse_header(": v").is_err());
+    }
+}

@@ -1,0 +1,193 @@
+//! `config check`, `config default` and `completions`.
+
+use crate::support::Scratch;
+
+#[test]
+fn check_accepts_the_defaults_without_a_file_and_creates_nothing() {
+    let s = Scratch::new();
+    let out = s.run(&["config", "check"]).ok();
+    assert!(
+        out.stdout.contains("listen = \"127.0.0.1:8080\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("database_url = \"sqlite://./data/switchboard.db\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("generated on first start"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !s.data_dir().exists(),
+        "config check must not create the data directory"
+    );
+}
+
+#[test]
+fn check_merges_file_env_and_flags() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.path().join("sb.toml"),
+        "listen = \"127.0.0.1:9000\"\ndata_dir = \"./state\"\n[security]\nsession_hours = 4\n",
+    )
+    .unwrap();
+    let env = [
+        ("SWITCHBOARD_SESSION_HOURS", "6"),
+        ("SWITCHBOARD_ALLOW_HTTP_HOSTS", "mcp.internal,10.0.0.0/8"),
+    ];
+    let out = s
+        .run_with(
+            &[
+                "config",
+                "check",
+                "--config",
+                "sb.toml",
+                "--listen",
+                "127.0.0.1:9100",
+            ],
+            &env,
+            None,
+        )
+        .ok();
+    for expected in [
+        "listen = \"127.0.0.1:9100\"",
+        "data_dir = \"./state\"",
+        "database_url = \"sqlite://./state/switchboard.db\"",
+        "session_hours = 6",
+        "allow_http_hosts = [\"mcp.internal\", \"10.0.0.0/8\"]",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            out.stdout
+        );
+    }
+    // The file can also be named through the environment.
+    let out = s
+        .run_with(
+            &["config", "check"],
+            &[("SWITCHBOARD_CONFIG", "sb.toml")],
+            None,
+        )
+        .ok();
+    assert!(out.stdout.contains("session_hours = 4"), "{}", out.stdout);
+}
+
+#[test]
+fn check_names_an_unknown_key() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.path().join("sb.toml"),
+        "[security]\ncookie_secure = true\ncookie_secur = false\n",
+    )
+    .unwrap();
+    let error = s.run(&["config", "check", "--config", "sb.toml"]).error();
+    assert!(
+        error.contains("sb.toml") && error.contains("line 3"),
+        "{error}"
+    );
+    assert!(
+        error.contains("unknown key security.cookie_secur"),
+        "{error}"
+    );
+}
+
+#[test]
+fn check_names_bad_values_and_their_source() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.path().join("hosts.toml"),
+        "[security]\nallow_http_hosts = [\"*.corp.example\"]\n",
+    )
+    .unwrap();
+    let error = s
+        .run(&["config", "check", "--config", "hosts.toml"])
+        .error();
+    assert!(
+        error.contains("security.allow_http_hosts[0]") && error.contains("wildcard"),
+        "{error}"
+    );
+
+    let error = s
+        .run_with(
+            &["config", "check"],
+            &[("SWITCHBOARD_LISTEN", "localhost")],
+            None,
+        )
+        .error();
+    assert!(error.starts_with("SWITCHBOARD_LISTEN: "), "{error}");
+    let error = s
+        .run_with(
+            &["config", "check"],
+            &[("SWITCHBOARD_COOKIE_SECURE", "sometimes")],
+            None,
+        )
+        .error();
+    assert!(error.starts_with("SWITCHBOARD_COOKIE_SECURE: "), "{error}");
+    let error = s
+        .run_with(
+            &["config", "check"],
+            &[("SWITCHBOARD_DATABASE_URL", "mysql://u:hunter2@db/x")],
+            None,
+        )
+        .error();
+    assert!(
+        error.starts_with("SWITCHBOARD_DATABASE_URL: ") && !error.contains("hunter2"),
+        "{error}"
+    );
+    let error = s
+        .run_with(
+            &["config", "check"],
+            &[("SWITCHBOARD_MASTER_KEY", "not a key")],
+            None,
+        )
+        .error();
+    assert!(error.contains("SWITCHBOARD_MASTER_KEY"), "{error}");
+    let error = s
+        .run(&["config", "check", "--config", "missing.toml"])
+        .error();
+    assert!(error.contains("missing.toml"), "{error}");
+}
+
+#[test]
+fn the_default_file_parses_back_and_passes_check() {
+    let s = Scratch::new();
+    let printed = s.run(&["config", "default"]).ok().stdout;
+    assert!(
+        printed.lines().filter(|l| l.starts_with('#')).count() > 20,
+        "the example explains its keys"
+    );
+    std::fs::write(s.path().join("default.toml"), &printed).unwrap();
+    let with_file = s
+        .run(&["config", "check", "--config", "default.toml"])
+        .ok()
+        .stdout;
+    let without = s.run(&["config", "check"]).ok().stdout;
+    // The effective settings are the same with the example file as with no file at all.
+    let body = |out: &str| {
+        out.lines()
+            .skip_while(|l| l.starts_with('#') || l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&with_file), body(&without));
+}
+
+#[test]
+fn completions_for_bash() {
+    let s = Scratch::new();
+    let out = s.run(&["completions", "bash"]).ok();
+    assert!(
+        out.stdout.contains("_switchboard()"),
+        "{}",
+        &out.stdout[..out.stdout.len().min(300)]
+    );
+    for word in ["connector", "rotate-key", "create-owner"] {
+        assert!(out.stdout.contains(word), "completions miss {word}");
+    }
+}
