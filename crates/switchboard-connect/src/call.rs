@@ -1,0 +1,374 @@
+//! Calling a function, reading a resource, getting a prompt, completing an argument.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, ClientRequest, CompleteRequestParams,
+    GetPromptRequestParams, InputRequest, InputRequiredResult, InputResponses,
+    ReadResourceRequestParams, ServerResult,
+};
+use rmcp::service::PeerRequestOptions;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ConnectError, Result};
+use crate::handler::{
+    CallRegistration, Progress, ServerRequests, elicitation_from_protocol, elicitation_to_protocol,
+    progress_token_key,
+};
+use crate::session::{Session, describe};
+
+/// How one call runs.
+#[derive(Clone)]
+pub struct CallOptions {
+    /// Longest wait for the result; the server is told to cancel when it passes.
+    pub timeout: Duration,
+    /// Where progress updates go, if anyone listens.
+    pub progress: Option<mpsc::UnboundedSender<Progress>>,
+    /// Cancelled by the caller to abandon the call; the server is told.
+    pub cancel: CancellationToken,
+    /// Who answers the server's elicitation and sampling requests during this call; the
+    /// engine's default handler when `None`.
+    pub handler: Option<Arc<dyn ServerRequests>>,
+    /// Results larger than this (serialized) are cut.
+    pub max_result_bytes: usize,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            progress: None,
+            cancel: CancellationToken::new(),
+            handler: None,
+            max_result_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// How much of a result was cut.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Truncation {
+    /// The result's size before cutting, in bytes of JSON.
+    pub original_bytes: usize,
+    /// The limit it was cut to.
+    pub limit_bytes: usize,
+}
+
+/// A function's result. A result with `is_error` is the tool reporting failure (the model
+/// should see it), not a transport failure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolResult {
+    /// Every content item as the protocol's JSON: text, image, audio, resource links and
+    /// embedded resources alike.
+    pub content: Vec<Value>,
+    /// Structured content, if the tool returned it.
+    pub structured: Option<Value>,
+    /// Whether the tool reported an error.
+    pub is_error: bool,
+    /// Set when the result was cut to the size limit.
+    pub truncated: Option<Truncation>,
+}
+
+/// Rounds of "input required" answered before giving up on a call (2026-07-28).
+const MAX_INPUT_ROUNDS: usize = 8;
+
+/// Turns an rmcp service error into ours.
+pub(crate) fn service_error(e: rmcp::ServiceError) -> ConnectError {
+    match e {
+        rmcp::ServiceError::McpError(data) => ConnectError::Server(data.message.to_string()),
+        rmcp::ServiceError::Timeout { timeout } => ConnectError::Timeout(timeout.as_secs()),
+        rmcp::ServiceError::TransportClosed => {
+            ConnectError::Disconnected("the transport closed".into())
+        }
+        rmcp::ServiceError::UnexpectedResponse => {
+            ConnectError::Protocol("unexpected response".into())
+        }
+        rmcp::ServiceError::Cancelled { .. } => ConnectError::Cancelled,
+        other => ConnectError::Disconnected(describe(&other)),
+    }
+}
+
+/// Checks arguments against a tool's input schema before anything is sent.
+pub fn check_arguments(schema: &Value, arguments: &Value) -> Result<()> {
+    if !arguments.is_object() {
+        return Err(ConnectError::InvalidArguments(
+            "the arguments must be a JSON object".into(),
+        ));
+    }
+    let validator = jsonschema::validator_for(schema).map_err(|e| {
+        ConnectError::InvalidArguments(format!("the function's input schema cannot be used: {e}"))
+    })?;
+    let problems: Vec<String> = validator
+        .iter_errors(arguments)
+        .take(5)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("at {at}: {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConnectError::InvalidArguments(problems.join("; ")))
+    }
+}
+
+/// Calls a tool: progress is forwarded, the caller can cancel, the server is told when the
+/// call is abandoned, "input required" rounds are answered, and the result is cut to size.
+pub(crate) async fn call_tool(
+    session: &Session,
+    name: &str,
+    arguments: Value,
+    options: CallOptions,
+) -> Result<ToolResult> {
+    let mut registration = CallRegistration::new(
+        &session.handler.0,
+        session.call_id(),
+        options.handler.clone(),
+    );
+    let handler = options
+        .handler
+        .clone()
+        .unwrap_or_else(|| session.handler.0.default.clone());
+    let mut params = json!({ "name": name, "arguments": arguments });
+    for _ in 0..MAX_INPUT_ROUNDS {
+        let typed: CallToolRequestParams = serde_json::from_value(params.clone())
+            .map_err(|e| ConnectError::Protocol(format!("cannot build the call: {e}")))?;
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(typed));
+        let handle = session
+            .peer
+            .send_cancellable_request(request, PeerRequestOptions::with_timeout(options.timeout))
+            .await
+            .map_err(service_error)?;
+        if let Some(tx) = &options.progress {
+            let token = progress_token_key(
+                &serde_json::to_value(&handle.progress_token).unwrap_or(Value::Null),
+            );
+            registration.progress(token, tx.clone());
+        }
+        let id = handle.id.clone();
+        let peer = handle.peer.clone();
+        let result = tokio::select! {
+            result = handle.await_response() => result.map_err(service_error)?,
+            () = options.cancel.cancelled() => {
+                let note = json!({ "requestId": id, "reason": "cancelled by the caller" });
+                if let Ok(params) = serde_json::from_value(note) {
+                    let _ = peer.notify_cancelled(params).await;
+                }
+                return Err(ConnectError::Cancelled);
+            }
+        };
+        match result {
+            ServerResult::CallToolResult(result) => {
+                let value = serde_json::to_value(&result)
+                    .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+                return Ok(cut(value, options.max_result_bytes));
+            }
+            ServerResult::InputRequiredResult(input) => {
+                let (responses, state) = answer_input(&*handler, input).await?;
+                params["inputResponses"] = serde_json::to_value(responses).unwrap_or(Value::Null);
+                params["requestState"] = state.map_or(Value::Null, Value::String);
+            }
+            _ => {
+                return Err(ConnectError::Protocol(
+                    "the server answered a call with something else".into(),
+                ));
+            }
+        }
+    }
+    Err(ConnectError::Protocol(format!(
+        "the server asked for input more than {MAX_INPUT_ROUNDS} times"
+    )))
+}
+
+/// Answers the requests inside an "input required" result (2026-07-28) with the call's handler.
+async fn answer_input(
+    handler: &dyn ServerRequests,
+    input: InputRequiredResult,
+) -> Result<(InputResponses, Option<String>)> {
+    let mut responses = InputResponses::new();
+    for (key, request) in input.input_requests.unwrap_or_default() {
+        let answer = match request {
+            InputRequest::Elicitation(r) => {
+                let params = serde_json::to_value(&r.params).unwrap_or(Value::Null);
+                elicitation_to_protocol(&handler.elicit(elicitation_from_protocol(&params)).await)
+            }
+            InputRequest::CreateMessage(r) => {
+                let params = serde_json::to_value(&r.params).unwrap_or(Value::Null);
+                handler.sample(params).await.map_err(ConnectError::Server)?
+            }
+            InputRequest::ListRoots(_) => json!({ "roots": handler.roots().await }),
+            _ => {
+                return Err(ConnectError::Protocol(
+                    "the server asked for a kind of input Switchboard does not know".into(),
+                ));
+            }
+        };
+        responses.insert(key, answer);
+    }
+    Ok((responses, input.request_state))
+}
+
+/// Cuts a `CallToolResult` (as JSON) to `limit` bytes: content items are kept in order while
+/// they fit, a text item that crosses the limit is shortened, later items are dropped.
+pub(crate) fn cut(result: Value, limit: usize) -> ToolResult {
+    let original = serde_json::to_vec(&result).map(|v| v.len()).unwrap_or(0);
+    let is_error = result
+        .get("isError")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut content: Vec<Value> = result
+        .get("content")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut structured = result
+        .get("structuredContent")
+        .cloned()
+        .filter(|v| !v.is_null());
+    if original <= limit {
+        return ToolResult {
+            content,
+            structured,
+            is_error,
+            truncated: None,
+        };
+    }
+    let mut budget = limit;
+    let mut kept = Vec::new();
+    for mut item in content.drain(..) {
+        let size = serde_json::to_vec(&item)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size <= budget {
+            budget -= size;
+            kept.push(item);
+            continue;
+        }
+        if let Some(text) = item.get("text").and_then(Value::as_str) {
+            let room = budget.saturating_sub(64);
+            let mut end = room.min(text.len());
+            while end > 0 && !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            if end > 0 {
+                item["text"] = Value::String(text[..end].to_owned());
+                kept.push(item);
+            }
+        }
+        break;
+    }
+    if structured
+        .as_ref()
+        .is_some_and(|s| serde_json::to_vec(s).map(|v| v.len()).unwrap_or(usize::MAX) > budget)
+    {
+        structured = None;
+    }
+    ToolResult {
+        content: kept,
+        structured,
+        is_error,
+        truncated: Some(Truncation {
+            original_bytes: original,
+            limit_bytes: limit,
+        }),
+    }
+}
+
+/// Reads a resource; returns its contents as the protocol's JSON.
+pub(crate) async fn read_resource(session: &Session, uri: &str) -> Result<Vec<Value>> {
+    let params: ReadResourceRequestParams = serde_json::from_value(json!({ "uri": uri }))
+        .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+    let result = session
+        .peer
+        .read_resource(params)
+        .await
+        .map_err(service_error)?;
+    Ok(result
+        .contents
+        .iter()
+        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+        .collect())
+}
+
+/// Gets a prompt with its arguments; returns the protocol's `GetPromptResult` JSON.
+pub(crate) async fn get_prompt(session: &Session, name: &str, arguments: Value) -> Result<Value> {
+    let params: GetPromptRequestParams =
+        serde_json::from_value(json!({ "name": name, "arguments": arguments })).map_err(|e| {
+            ConnectError::InvalidArguments(format!(
+                "prompt arguments must be an object of strings: {e}"
+            ))
+        })?;
+    let result = session
+        .peer
+        .get_prompt(params)
+        .await
+        .map_err(service_error)?;
+    serde_json::to_value(result).map_err(|e| ConnectError::Protocol(e.to_string()))
+}
+
+/// Asks the server to complete an argument value. `reference` is the protocol's `ref` object
+/// (`{"type": "ref/prompt", "name": …}` or `{"type": "ref/resource", "uri": …}`).
+pub(crate) async fn complete(
+    session: &Session,
+    reference: Value,
+    argument: &str,
+    value: &str,
+) -> Result<Vec<String>> {
+    let params: CompleteRequestParams = serde_json::from_value(json!({
+        "ref": reference, "argument": { "name": argument, "value": value }
+    }))
+    .map_err(|e| {
+        ConnectError::InvalidArguments(format!("cannot build the completion request: {e}"))
+    })?;
+    let result = session.peer.complete(params).await.map_err(service_error)?;
+    Ok(result.completion.values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_checked_against_the_schema() {
+        let schema =
+            json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]});
+        assert!(check_arguments(&schema, &json!({"a": 1})).is_ok());
+        let e = check_arguments(&schema, &json!({"a": "one"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/a"), "{e}");
+        assert!(
+            check_arguments(&schema, &json!({}))
+                .unwrap_err()
+                .to_string()
+                .contains("required")
+        );
+        assert!(check_arguments(&schema, &json!([1])).is_err());
+    }
+
+    #[test]
+    fn oversized_results_are_cut_and_say_so() {
+        let big = "x".repeat(10_000);
+        let result = json!({"content": [
+            {"type": "text", "text": "first"},
+            {"type": "text", "text": big},
+            {"type": "image", "data": "aGk=", "mimeType": "image/png"}
+        ], "isError": false});
+        let cut_result = cut(result.clone(), 2_000);
+        let t = cut_result.truncated.clone().unwrap();
+        assert!(t.original_bytes > 10_000 && t.limit_bytes == 2_000);
+        assert_eq!(cut_result.content.len(), 2);
+        assert!(serde_json::to_vec(&cut_result.content).unwrap().len() <= 2_000);
+        let whole = cut(result, 1 << 20);
+        assert_eq!((whole.content.len(), whole.truncated), (3, None));
+    }
+}
