@@ -41,6 +41,10 @@ string_enum!(
         ConnectorEnabled = "connector_enabled",
         /// A connector was disabled.
         ConnectorDisabled = "connector_disabled",
+        /// A connector was probed and validated (or failed validation).
+        ConnectorValidated = "connector_validated",
+        /// A function was called.
+        FunctionCalled = "function_called",
         /// A connector's stored credential was set or cleared.
         CredentialChanged = "credential_changed",
         /// An admin changed a function's floor.

@@ -106,6 +106,7 @@ impl From<Error> for ApiError {
                 e.retry_after = Some(secs);
                 e
             }
+            Error::Upstream(m) => Self::new(StatusCode::BAD_GATEWAY, "upstream_failed", m),
             Error::Unavailable(detail) => {
                 tracing::warn!(%detail, "dependency unavailable");
                 Self::new(
@@ -123,6 +124,20 @@ impl From<Error> for ApiError {
                 )
             }
         }
+    }
+}
+
+impl ApiError {
+    /// The error body as JSON text, for places that are not a whole response (an SSE event).
+    pub fn body_json(self) -> String {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                field: self.field,
+            },
+        };
+        serde_json::to_string(&body).unwrap_or_else(|_| "{}".into())
     }
 }
 

@@ -26,6 +26,9 @@ use crate::api;
         api::list_functions, api::set_floor, api::set_preference, api::function_versions,
         api::approve_function,
         api::list_audit, api::export_audit,
+        api::validate_connector, api::refresh_functions, api::probe_url, api::call_function,
+        api::list_resources, api::read_resource, api::list_prompts, api::get_prompt, api::complete,
+        api::function_diff,
     ),
     modifiers(&Security),
     security(("api_token" = []), ("session" = [])),
@@ -34,6 +37,7 @@ use crate::api;
         (name = "organizations", description = "Organizations and members"),
         (name = "connectors", description = "The connector registry"),
         (name = "functions", description = "Functions, their floors, preferences and reviews"),
+        (name = "resources", description = "A connector's resources and prompt templates"),
         (name = "audit", description = "The audit log"),
         (name = "operations", description = "Health, readiness and metrics"),
     )

@@ -43,11 +43,33 @@ pub struct OrgAccess {
     org: OrgId,
     user: UserId,
     role: Role,
+    system: bool,
 }
 
 impl OrgAccess {
     pub(crate) fn new(org: OrgId, user: UserId, role: Role) -> Self {
-        Self { org, user, role }
+        Self {
+            org,
+            user,
+            role,
+            system: false,
+        }
+    }
+
+    /// Access for work Switchboard does on its own in an organization (re-discovery after a
+    /// server's list change), with no person behind it.
+    pub(crate) fn system(org: OrgId) -> Self {
+        Self {
+            org,
+            user: UserId(uuid_nil()),
+            role: Role::Admin,
+            system: true,
+        }
+    }
+
+    /// Who acts, for the audit log: `None` for Switchboard itself.
+    pub fn actor(&self) -> Option<UserId> {
+        (!self.system).then_some(self.user)
     }
 
     /// The organization.
@@ -75,6 +97,10 @@ impl OrgAccess {
             ))
         }
     }
+}
+
+fn uuid_nil() -> switchboard_store::Uuid {
+    switchboard_store::Uuid::nil()
 }
 
 /// Proof that the caller is an admin or owner of the organization.

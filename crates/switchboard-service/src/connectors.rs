@@ -286,10 +286,13 @@ impl App {
             .org(access.org())
             .target("connector", id)
             .detail(Value::Object(changed));
-        Ok(self
+        let updated = self
             .store
             .update_connector(access.org(), id, &patch, &audit)
-            .await?)
+            .await?;
+        // Sessions opened with the old URL or credential must not serve another call.
+        self.forget_sessions(id).await;
+        Ok(updated)
     }
 
     /// Enables (back to `connecting`, to be validated) or disables a connector.
@@ -314,10 +317,12 @@ impl App {
         let audit = NewAuditEvent::new(action, Some(access.user()))
             .org(access.org())
             .target("connector", id);
-        Ok(self
+        let updated = self
             .store
             .update_connector(access.org(), id, &patch, &audit)
-            .await?)
+            .await?;
+        self.forget_sessions(id).await;
+        Ok(updated)
     }
 
     /// Deletes a connector with its functions, policies and credentials.
@@ -327,10 +332,11 @@ impl App {
             .org(access.org())
             .target("connector", id)
             .detail(json!({ "name": current.name.as_str() }));
-        Ok(self
-            .store
+        self.store
             .delete_connector(access.org(), id, &audit)
-            .await?)
+            .await?;
+        self.forget_sessions(id).await;
+        Ok(())
     }
 
     /// A connector's functions as this member sees them.

@@ -35,6 +35,9 @@ pub enum Error {
     /// Too many attempts; try again after this many seconds.
     #[error("too many attempts, try again in {0} seconds")]
     RateLimited(u64),
+    /// A connector's server failed or refused; the message says how, in plain words.
+    #[error("{0}")]
+    Upstream(String),
     /// A dependency is unavailable; retrying later may succeed.
     #[error("service unavailable: {0}")]
     Unavailable(String),

@@ -11,6 +11,7 @@ mod audit;
 mod connectors;
 mod error;
 mod limiter;
+mod mcp;
 mod orgs;
 pub mod secrets;
 
@@ -22,11 +23,13 @@ pub use accounts::{IssuedToken, NewSession, OwnerInput, SetupState};
 pub use audit::AuditQuery;
 pub use connectors::{ConnectorInput, ConnectorUpdate, FunctionInfo};
 pub use error::{Error, Result};
+pub use mcp::{CallOutcome, FieldChange, FunctionDiff, Validation, diff_json, rule_words};
 pub use orgs::NewMemberInput;
 pub use secrets::CredentialInput;
+pub use switchboard_connect::{ProbeReport, Progress, ToolResult};
 pub use switchboard_store::{Page, PageRequest, Store};
 
-use switchboard_domain::{HttpAllowance, Timestamp};
+use switchboard_domain::{HttpAllowance, Timestamp, ValidationError};
 use switchboard_seal::KeyRing;
 
 /// Settings the services need from the operator's configuration.
@@ -42,6 +45,12 @@ pub struct ServiceConfig {
     pub login_failures: usize,
     /// The window over which failed sign-ins are counted.
     pub login_window: Duration,
+    /// Longest wait for a function's result.
+    pub call_timeout: Duration,
+    /// Results larger than this are cut (and the cut reported).
+    pub max_result_bytes: usize,
+    /// Upstream sessions unused this long are closed.
+    pub session_idle: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -52,6 +61,9 @@ impl Default for ServiceConfig {
             max_token_days: 365,
             login_failures: 10,
             login_window: Duration::from_secs(15 * 60),
+            call_timeout: Duration::from_secs(60),
+            max_result_bytes: 4 * 1024 * 1024,
+            session_idle: Duration::from_secs(300),
         }
     }
 }
@@ -59,6 +71,7 @@ impl Default for ServiceConfig {
 /// The application: the store, the key ring and the settings, shared by every request.
 pub struct App {
     store: Arc<dyn Store>,
+    engine: switchboard_connect::Engine,
     keys: KeyRing,
     config: ServiceConfig,
     login_by_account: limiter::Limiter,
@@ -74,19 +87,47 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Builds the application over an opened, migrated store.
-    pub fn new(store: Arc<dyn Store>, keys: KeyRing, config: ServiceConfig) -> Self {
+    /// Builds the application over an opened, migrated store. Fails when the outbound
+    /// allowlist in `config.http` does not parse.
+    pub fn new(store: Arc<dyn Store>, keys: KeyRing, config: ServiceConfig) -> Result<Self> {
         let login_by_account = limiter::Limiter::new(config.login_failures, config.login_window);
         // A shared office address makes many honest attempts, so clients get more room than
         // single accounts do.
         let login_by_client = limiter::Limiter::new(config.login_failures * 3, config.login_window);
-        Self {
+        // The hosts an operator lets connectors reach over plain http are the same ones the
+        // outbound client may reach although they are private: one allowlist, one decision.
+        let destinations =
+            switchboard_net::Destinations::from_config(config.http.loopback, &config.http.hosts)
+                .map_err(|e| {
+                    Error::Validation(ValidationError::new(
+                        "security.allow_http_hosts",
+                        e.to_string(),
+                    ))
+                })?;
+        let options = switchboard_net::ClientOptions {
+            // Long-lived event streams must not be cut by a total deadline; calls have their own.
+            total_timeout: None,
+            idle_timeout: Some(config.call_timeout),
+            ..switchboard_net::ClientOptions::default()
+        };
+        let client = switchboard_net::SafeClient::new(destinations, options)
+            .map_err(|e| Error::Internal(format!("cannot build the outbound client: {e}")))?;
+        let pool = switchboard_connect::PoolConfig {
+            idle_timeout: config.session_idle,
+            ..Default::default()
+        };
+        let handler = Arc::new(switchboard_connect::DeclineAll {
+            reason: "Switchboard cannot put this question to a person here yet".into(),
+        });
+        let engine = switchboard_connect::Engine::new(client, pool, handler);
+        Ok(Self {
             store,
+            engine,
             keys,
             config,
             login_by_account,
             login_by_client,
-        }
+        })
     }
 
     /// The store, for the few callers that need it directly (health checks, maintenance).

@@ -5,7 +5,7 @@
 //! its audit record are stored together or not at all. No SQL, pool or driver type crosses this
 //! boundary; only the binary picks a backend.
 //!
-//! The `testsuite` feature exposes [`testsuite`], the behaviour every backend must show; each
+//! The `testsuite` feature exposes the `testsuite` module, the behaviour every backend must show; each
 //! backend runs it from its own integration tests.
 
 mod records;

@@ -248,7 +248,7 @@ pub struct OrgOption {
 /// `switchboard login`.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The server's URL, such as https://switchboard.example.com (asked for if missing).
+    /// The server's URL, such as `https://switchboard.example.com` (asked for if missing).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
     /// Your email (asked for if missing).
@@ -257,7 +257,7 @@ pub struct LoginArgs {
     /// Read the password from the first line of standard input instead of asking for it.
     #[arg(long)]
     pub password_stdin: bool,
-    /// A name for the API token, shown in `switchboard user tokens` [default: cli@HOSTNAME].
+    /// A name for the API token, shown in `switchboard user tokens` (default: `cli@HOSTNAME`).
     #[arg(long, value_name = "NAME")]
     pub token_name: Option<String>,
     /// How many days the token stays valid [default: the server's default].

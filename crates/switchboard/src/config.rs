@@ -630,6 +630,7 @@ impl Config {
             max_token_days: self.max_token_days as u32,
             login_failures: self.login_failures as usize,
             login_window: Duration::from_secs(self.login_window_minutes * 60),
+            ..ServiceConfig::default()
         }
     }
 

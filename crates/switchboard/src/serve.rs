@@ -81,7 +81,10 @@ pub async fn run(config: Config) -> Result<()> {
         );
     }
     tracing::info!(key = keys.current_id(), source = %config.master_key, "master key loaded");
-    let app = Arc::new(App::new(store, keys, config.service_config()));
+    let app = Arc::new(
+        App::new(store, keys, config.service_config()).context("cannot start the application")?,
+    );
+    let _watch = app.watch_list_changes();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -113,7 +116,7 @@ pub async fn run(config: Config) -> Result<()> {
         stop_signal().await;
         let _ = stopping_tx.send(true);
     };
-    let server = switchboard_server::serve(listener, app, config.server_config(), shutdown);
+    let server = switchboard_server::serve(listener, app.clone(), config.server_config(), shutdown);
     let drain_deadline = async move {
         let _ = stopping_rx.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(DRAIN_TIMEOUT).await;
@@ -124,6 +127,9 @@ pub async fn run(config: Config) -> Result<()> {
             tracing::warn!("requests still in flight after {} s; stopping anyway", DRAIN_TIMEOUT.as_secs());
         }
     }
+    // Session-based MCP servers are told their sessions end (DELETE) rather than left to
+    // time them out.
+    app.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::auth::Authed;
 use crate::error::ApiResult;
 use crate::extract::{Body, Params};
 
-async fn connector_access(
+pub(crate) async fn connector_access(
     state: &State,
     actor: &switchboard_service::Actor,
     raw: &str,

@@ -3,6 +3,7 @@
 mod accounts;
 mod audit;
 mod connectors;
+mod mcp;
 mod orgs;
 
 use std::str::FromStr;
@@ -24,6 +25,7 @@ use crate::error::{ApiError, ApiResult};
 pub(crate) use accounts::*;
 pub(crate) use audit::*;
 pub(crate) use connectors::*;
+pub(crate) use mcp::*;
 pub(crate) use orgs::*;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -78,6 +80,34 @@ pub(crate) fn routes(state: State) -> Router {
         .route(
             "/connectors/{connector_id}/functions/{name}/approve",
             post(approve_function),
+        )
+        .route("/orgs/{org_id}/probe", post(probe_url))
+        .route(
+            "/connectors/{connector_id}/validate",
+            post(validate_connector),
+        )
+        .route(
+            "/connectors/{connector_id}/refresh",
+            post(refresh_functions),
+        )
+        .route("/connectors/{connector_id}/resources", get(list_resources))
+        .route(
+            "/connectors/{connector_id}/resources/read",
+            post(read_resource),
+        )
+        .route("/connectors/{connector_id}/prompts", get(list_prompts))
+        .route(
+            "/connectors/{connector_id}/prompts/{name}/get",
+            post(get_prompt),
+        )
+        .route("/connectors/{connector_id}/complete", post(complete))
+        .route(
+            "/connectors/{connector_id}/functions/{name}/call",
+            post(call_function),
+        )
+        .route(
+            "/connectors/{connector_id}/functions/{name}/diff",
+            get(function_diff),
         )
         .route("/openapi.json", get(openapi));
 

@@ -7,10 +7,8 @@ use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use switchboard_domain::{
-    AuditAction, FunctionDefinition, NewAuditEvent, NewFunctionState, Timestamp,
-};
-use switchboard_store::{DiscoveredFunction, Snapshot};
+use switchboard_store::Snapshot;
+use switchboard_testkit::{BASIC_SERVER, PyTransport, PythonServer};
 
 use crate::support::{Client, TestServer, add_member};
 
@@ -87,6 +85,12 @@ fn matrix() -> Vec<Row> {
             Admin,
         ),
         row(
+            Method::POST,
+            "/api/v1/orgs/{org_id}/probe",
+            Some(json!({"url": "{upstream}"})),
+            Admin,
+        ),
+        row(
             Method::GET,
             "/api/v1/connectors/{connector_id}",
             None,
@@ -117,6 +121,18 @@ fn matrix() -> Vec<Row> {
             Admin,
         ),
         row(
+            Method::POST,
+            "/api/v1/connectors/{connector_id}/validate",
+            None,
+            Admin,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/connectors/{connector_id}/refresh",
+            None,
+            Admin,
+        ),
+        row(
             Method::GET,
             "/api/v1/connectors/{connector_id}/functions",
             None,
@@ -141,10 +157,54 @@ fn matrix() -> Vec<Row> {
             Member,
         ),
         row(
+            Method::GET,
+            "/api/v1/connectors/{connector_id}/functions/{name}/diff",
+            None,
+            Member,
+        ),
+        row(
             Method::POST,
             "/api/v1/connectors/{connector_id}/functions/{name}/approve",
             Some(json!({"hash": "{hash}"})),
             Admin,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/connectors/{connector_id}/functions/{name}/call",
+            Some(json!({"arguments": {"text": "hi"}})),
+            Member,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/connectors/{connector_id}/resources",
+            None,
+            Member,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/connectors/{connector_id}/resources/read",
+            Some(json!({"uri": "note://hello"})),
+            Member,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/connectors/{connector_id}/prompts",
+            None,
+            Member,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/connectors/{connector_id}/prompts/{prompt}/get",
+            Some(json!({"arguments": {"text": "some text", "style": "brief"}})),
+            Member,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/connectors/{connector_id}/complete",
+            Some(
+                json!({"ref": {"type": "ref/prompt", "name": "summarize"}, "argument": "style", "value": "b"}),
+            ),
+            Member,
         ),
     ]
 }
@@ -158,9 +218,10 @@ struct World {
     connector_id: String,
     victim_id: String,
     hash: String,
+    upstream: String,
 }
 
-async fn world() -> World {
+async fn world(upstream: &str) -> World {
     let server = TestServer::start().await;
     let (owner, org) = server.setup("alpha").await;
     let org_id = org["id"].as_str().unwrap().to_owned();
@@ -192,34 +253,32 @@ async fn world() -> World {
         .ok(
             Method::POST,
             &format!("/api/v1/orgs/{org_id}/connectors"),
-            Some(json!({"name": "Docs", "url": "https://example.org/mcp"})),
+            Some(json!({"name": "Docs", "url": upstream})),
         )
         .await;
     let connector_id = connector["id"].as_str().unwrap().to_owned();
-    let def = FunctionDefinition {
-        name: "search".into(),
-        title: None,
-        description: Some("Searches the docs".into()),
-        input_schema: json!({"type": "object"}),
-        output_schema: None,
-        annotations: None,
-    };
-    let found = DiscoveredFunction::new(def);
-    let hash = found.hash.clone();
-    let org_uuid = org_id.parse().unwrap();
-    server
-        .app
-        .store()
-        .sync_functions(
-            org_uuid,
-            connector_id.parse().unwrap(),
-            &[found],
-            NewFunctionState::Held,
-            Timestamp::from_millis(1_800_000_000_000),
-            &NewAuditEvent::new(AuditAction::FunctionsSynced, None).org(org_uuid),
+    let validation = owner
+        .ok(
+            Method::POST,
+            &format!("/api/v1/connectors/{connector_id}/validate"),
+            None,
         )
-        .await
-        .unwrap();
+        .await;
+    assert_eq!(validation["connector"]["status"], "active", "{validation}");
+    let functions = owner
+        .ok(
+            Method::GET,
+            &format!("/api/v1/connectors/{connector_id}/functions"),
+            None,
+        )
+        .await;
+    let echo = functions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "echo")
+        .expect("echo is offered");
+    let hash = echo["definition_hash"].as_str().unwrap().to_owned();
     World {
         server,
         admin,
@@ -229,6 +288,7 @@ async fn world() -> World {
         connector_id,
         victim_id,
         hash,
+        upstream: upstream.to_owned(),
     }
 }
 
@@ -238,12 +298,18 @@ impl World {
             .replace("{org_id}", &self.org_id)
             .replace("{connector_id}", &self.connector_id)
             .replace("{user_id}", &self.victim_id)
-            .replace("{name}", "search")
+            .replace("{name}", "echo")
+            .replace("{prompt}", "summarize")
     }
 
     fn body(&self, body: &Option<Value>) -> Option<Value> {
-        body.as_ref()
-            .map(|b| serde_json::from_str(&b.to_string().replace("{hash}", &self.hash)).unwrap())
+        body.as_ref().map(|b| {
+            let text = b
+                .to_string()
+                .replace("{hash}", &self.hash)
+                .replace("{upstream}", &self.upstream);
+            serde_json::from_str(&text).unwrap()
+        })
     }
 
     /// Everything stored except what merely records access (audit events, token use).
@@ -270,7 +336,7 @@ async fn matrix_covers_every_scoped_endpoint() {
     }
     let covered: BTreeSet<_> = matrix()
         .iter()
-        .map(|r| (r.method.to_string(), r.path.to_owned()))
+        .map(|r| (r.method.to_string(), r.path.replace("{prompt}", "{name}")))
         .collect();
     assert_eq!(
         covered, documented,
@@ -280,8 +346,11 @@ async fn matrix_covers_every_scoped_endpoint() {
 
 #[tokio::test]
 async fn outsiders_see_nothing_and_members_cannot_administer() {
+    // One real MCP server (the Python SDK's, with tools, resources and prompts) serves every
+    // world's connector.
+    let upstream = PythonServer::start(BASIC_SERVER, PyTransport::StreamableHttp).await;
     for row in matrix() {
-        let w = world().await;
+        let w = world(upstream.url()).await;
         let path = w.path(row.path);
         let body = w.body(&row.body);
         let label = format!("{} {}", row.method, row.path);

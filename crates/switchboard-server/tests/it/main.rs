@@ -3,5 +3,6 @@
 mod api;
 mod isolation;
 mod leaks;
+mod live;
 mod openapi;
 mod support;

@@ -80,7 +80,8 @@ impl TestServer {
             login_failures: 5,
             ..ServiceConfig::default()
         };
-        let app = Arc::new(App::new(Arc::new(store), KeyRing::generate(), service));
+        let app = Arc::new(App::new(Arc::new(store), KeyRing::generate(), service).unwrap());
+        let _watch = app.watch_list_changes();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

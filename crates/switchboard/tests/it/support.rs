@@ -333,7 +333,8 @@ pub struct Opened {
 pub async fn open_with(store: Arc<dyn Store>, key_file: &Path) -> Opened {
     let text = std::fs::read_to_string(key_file).expect("the key file is readable");
     let ring = KeyRing::parse(&text).expect("the key file parses");
-    let app = App::new(store.clone(), ring, ServiceConfig::default());
+    let app =
+        App::new(store.clone(), ring, ServiceConfig::default()).expect("the application starts");
     Opened { store, app }
 }
 

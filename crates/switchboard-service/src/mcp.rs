@@ -1,0 +1,592 @@
+//! Talking to connectors' servers through the engine: validation, discovery with pinning,
+//! calls under policy, resources and prompts, and the diff of a changed function.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{Value, json};
+use switchboard_connect::{
+    CallOptions, Catalog, ConnectError, ProbeReport, Progress, Target, ToolResult,
+};
+use switchboard_domain::{
+    AuditAction, AuthMethod, Connector, ConnectorId, ConnectorStatus, ConnectorUrl,
+    FunctionDefinition, NewAuditEvent, NewFunctionState, ReviewState, SyncSummary,
+};
+use switchboard_policy::{Decision, Input, Outcome};
+use switchboard_store::{ConnectorPatch, DiscoveredFunction};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::secrets::sha256_hex;
+use crate::{AdminAccess, App, CredentialInput, Error, OrgAccess, Result};
+
+/// What validating a connector found and did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Validation {
+    /// The connector afterwards.
+    pub connector: Connector,
+    /// The probe, step by step.
+    #[schema(value_type = Object)]
+    pub report: ProbeReport,
+    /// What discovery changed in the pinned functions, when it ran.
+    pub functions: Option<SyncSummary>,
+}
+
+/// A function called by hand through the API or the CLI.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CallOutcome {
+    /// The permission decision that let the call through.
+    pub decision: Decision,
+    /// The result.
+    #[schema(value_type = Object)]
+    pub result: ToolResult,
+}
+
+/// One field that differs between the approved and the current definition.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct FieldChange {
+    /// Where, as a JSON pointer into the definition (`/description`, `/input_schema/properties/q`).
+    pub path: String,
+    /// The approved value; absent when the field was added.
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Value>,
+    /// The current value; absent when the field was removed.
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Value>,
+}
+
+/// The difference an admin reviews before approving a changed function.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FunctionDiff {
+    /// The function's review state.
+    pub review_state: ReviewState,
+    /// The approved definition, if one was ever approved.
+    pub approved: Option<FunctionDefinition>,
+    /// The definition the server offers now.
+    pub current: FunctionDefinition,
+    /// Hash of the current definition: what an approval names.
+    pub current_hash: String,
+    /// Every changed field.
+    pub changes: Vec<FieldChange>,
+}
+
+/// Lists the differences between two JSON values as pointer-addressed changes.
+pub fn diff_json(before: &Value, after: &Value) -> Vec<FieldChange> {
+    fn walk(path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<FieldChange>) {
+        match (a, b) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let p = format!("{path}/{}", k.replace('~', "~0").replace('/', "~1"));
+                    walk(&p, x.get(k), y.get(k), out);
+                }
+            }
+            (a, b) if a == b => {}
+            (a, b) => out.push(FieldChange {
+                path: if path.is_empty() {
+                    "/".into()
+                } else {
+                    path.to_owned()
+                },
+                before: a.cloned(),
+                after: b.cloned(),
+            }),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", Some(before), Some(after), &mut out);
+    out
+}
+
+/// The headers a stored credential becomes.
+fn headers_for(credential: Option<CredentialInput>) -> Vec<(String, String)> {
+    match credential {
+        None => Vec::new(),
+        Some(CredentialInput::Bearer { token }) => {
+            vec![("Authorization".into(), format!("Bearer {token}"))]
+        }
+        Some(CredentialInput::Basic { username, password }) => {
+            let pair =
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+            vec![("Authorization".into(), format!("Basic {pair}"))]
+        }
+        Some(CredentialInput::Headers { headers }) => headers.into_iter().collect(),
+    }
+}
+
+fn connect_error(e: ConnectError) -> Error {
+    match e {
+        ConnectError::InvalidArguments(m) => {
+            Error::Validation(switchboard_domain::ValidationError::new("arguments", m))
+        }
+        ConnectError::Unknown { kind, .. } => Error::NotFound(kind),
+        ConnectError::AuthRequired { .. } => {
+            Error::Upstream(format!("{e}; the connector needs credentials"))
+        }
+        other if other.is_retryable() => Error::Upstream(other.to_string()),
+        other => Error::Upstream(other.to_string()),
+    }
+}
+
+impl App {
+    /// The engine's target for a connector: its URL, the organization's credential as
+    /// headers, and the transport that answered last time.
+    async fn target(&self, access: &OrgAccess, connector: &Connector) -> Result<Target> {
+        let credential = self.shared_credential(access, connector.id).await?;
+        Ok(Target {
+            url: connector.url.as_url().clone(),
+            headers: headers_for(credential),
+            transport: connector.transport,
+        })
+    }
+
+    /// Probes any URL with an optional credential, for `switchboard probe` (admins only: it
+    /// makes the server connect out).
+    pub async fn probe_url(
+        &self,
+        _access: &AdminAccess,
+        url: &str,
+        credential: Option<CredentialInput>,
+    ) -> Result<ProbeReport> {
+        let url = ConnectorUrl::parse(url, &self.config.http)?;
+        if let Some(c) = &credential {
+            c.check()?;
+        }
+        let target = Target {
+            url: url.as_url().clone(),
+            headers: headers_for(credential),
+            transport: None,
+        };
+        Ok(self.engine.probe(&target).await.0)
+    }
+
+    /// Validates a connector: probes it, records what answered, pins what it offers and sets
+    /// it `active`, or `needs_auth`/`error` with the failing step.
+    pub async fn validate_connector(
+        &self,
+        access: &AdminAccess,
+        id: ConnectorId,
+    ) -> Result<Validation> {
+        let connector = self.store.connector(access.org(), id).await?;
+        if connector.status == ConnectorStatus::Disabled {
+            return Err(Error::Conflict {
+                field: "status",
+                message: "the connector is disabled; enable it first".into(),
+            });
+        }
+        let target = self.target(access, &connector).await?;
+        let (report, catalog) = self.engine.probe(&target).await;
+        let mut patch = ConnectorPatch::at(self.now());
+        let mut functions = None;
+        match (&catalog, &report.session) {
+            (Some(catalog), Some(session)) => {
+                patch.status = Some((ConnectorStatus::Active, None));
+                patch.transport = Some((session.transport, session.protocol_version.clone()));
+                if connector.auth_method == AuthMethod::Unknown {
+                    patch.auth_method = Some(AuthMethod::None);
+                }
+                functions = Some(self.pin(access, &connector, catalog).await?);
+            }
+            _ => {
+                let step = report.failed_step.unwrap_or("probe");
+                let reason = report
+                    .steps
+                    .iter()
+                    .find(|s| s.name == step)
+                    .and_then(|s| s.reason.clone())
+                    .unwrap_or_else(|| "failed".into());
+                let status = if report.auth.is_some() {
+                    ConnectorStatus::NeedsAuth
+                } else {
+                    ConnectorStatus::Error
+                };
+                patch.status = Some((status, Some(format!("{step}: {reason}"))));
+            }
+        }
+        let audit = NewAuditEvent::new(AuditAction::ConnectorValidated, Some(access.user()))
+            .org(access.org())
+            .target("connector", id)
+            .detail(json!({ "ok": report.ok, "failed_step": report.failed_step }));
+        let connector = self
+            .store
+            .update_connector(access.org(), id, &patch, &audit)
+            .await?;
+        // A new transport or credential may have been chosen; the next call opens afresh.
+        self.engine.forget(id).await;
+        Ok(Validation {
+            connector,
+            report,
+            functions,
+        })
+    }
+
+    /// Records a discovered catalog in the store: new functions arrive as the organization's
+    /// setting says (all approved on a connector's first discovery, which an admin started),
+    /// changed ones are held, missing ones are marked removed.
+    async fn pin(
+        &self,
+        access: &OrgAccess,
+        connector: &Connector,
+        catalog: &Catalog,
+    ) -> Result<SyncSummary> {
+        let first = self
+            .store
+            .list_functions(access.org(), connector.id, access.user())
+            .await?
+            .is_empty();
+        let new_functions = if first {
+            NewFunctionState::Allowed
+        } else {
+            self.store
+                .organization(access.org())
+                .await?
+                .settings
+                .new_functions
+        };
+        let found: Vec<DiscoveredFunction> = catalog
+            .tools
+            .iter()
+            .cloned()
+            .map(DiscoveredFunction::new)
+            .collect();
+        let audit = NewAuditEvent::new(AuditAction::FunctionsSynced, access.actor())
+            .org(access.org())
+            .target("connector", connector.id);
+        Ok(self
+            .store
+            .sync_functions(
+                access.org(),
+                connector.id,
+                &found,
+                new_functions,
+                self.now(),
+                &audit,
+            )
+            .await?)
+    }
+
+    /// Asks the server for its functions again now and pins what changed.
+    pub async fn refresh_functions(
+        &self,
+        access: &AdminAccess,
+        id: ConnectorId,
+    ) -> Result<SyncSummary> {
+        let connector = self.active_connector(access, id).await?;
+        let target = self.target(access, &connector).await?;
+        let catalog = self
+            .engine
+            .catalog(id, &target, true)
+            .await
+            .map_err(connect_error)?;
+        self.pin(access, &connector, &catalog).await
+    }
+
+    /// Re-discovers a connector after its server said its tools changed, so a changed
+    /// definition is held at once rather than at the next validation. Runs without a person,
+    /// so it acts with the organization's own rights.
+    pub async fn on_tools_changed(&self, id: ConnectorId) -> Result<SyncSummary> {
+        let org = self.store.connector_org(id).await?;
+        let connector = self.store.connector(org, id).await?;
+        let access = OrgAccess::system(org);
+        let target = self.target(&access, &connector).await?;
+        let catalog = self
+            .engine
+            .catalog(id, &target, true)
+            .await
+            .map_err(connect_error)?;
+        self.pin(&access, &connector, &catalog).await
+    }
+
+    /// Spawns the task that keeps pinned functions in step with servers' list changes.
+    pub fn watch_list_changes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let app = Arc::downgrade(self);
+        let mut changes = self.engine.list_changes();
+        tokio::spawn(async move {
+            loop {
+                let change = match changes.recv().await {
+                    Ok(change) => change,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                let Some(app) = app.upgrade() else { return };
+                if change.kind == switchboard_connect::ListKind::Tools
+                    && let Err(e) = app.on_tools_changed(change.connector).await
+                {
+                    tracing::warn!(connector = %change.connector, error = %e, "re-discovery after a list change failed");
+                }
+            }
+        })
+    }
+
+    async fn active_connector(&self, access: &OrgAccess, id: ConnectorId) -> Result<Connector> {
+        let connector = self.store.connector(access.org(), id).await?;
+        match connector.status {
+            ConnectorStatus::Active => Ok(connector),
+            ConnectorStatus::Disabled => Err(Error::Conflict {
+                field: "status",
+                message: "the connector is disabled".into(),
+            }),
+            other => Err(Error::Conflict {
+                field: "status",
+                message: format!(
+                    "the connector is {other}; validate it first{}",
+                    connector
+                        .last_error
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
+                ),
+            }),
+        }
+    }
+
+    /// Calls a function by hand. The call itself is the member's approval for a function on
+    /// "ask"; blocked, "never", held, changed and removed functions are refused with the rule
+    /// that refused them.
+    pub async fn call_function(
+        &self,
+        access: &OrgAccess,
+        id: ConnectorId,
+        name: &str,
+        arguments: Value,
+        progress: Option<mpsc::UnboundedSender<Progress>>,
+        cancel: CancellationToken,
+    ) -> Result<CallOutcome> {
+        let connector = self.active_connector(access, id).await?;
+        let view = self
+            .store
+            .function(access.org(), id, name, access.user())
+            .await?;
+        let decision = switchboard_policy::decide(Input {
+            connector_available: true,
+            review: view.function.review_state,
+            floor: view.function.floor,
+            preference: view.preference,
+        });
+        let digest = sha256_hex(&arguments.to_string());
+        if decision.outcome == Outcome::Deny {
+            self.audit_call(access, id, name, &digest, decision, "refused", 0)
+                .await?;
+            return Err(Error::Forbidden(format!(
+                "{name} may not be called: {}",
+                rule_words(decision)
+            )));
+        }
+        let target = self.target(access, &connector).await?;
+        let options = CallOptions {
+            timeout: self.config.call_timeout,
+            progress,
+            cancel,
+            handler: None,
+            max_result_bytes: self.config.max_result_bytes,
+        };
+        let started = Instant::now();
+        let schema = view.function.definition.input_schema.clone();
+        let result = self
+            .engine
+            .call_tool(id, &target, name, arguments, &schema, options)
+            .await;
+        let millis = started.elapsed().as_millis() as u64;
+        let outcome = match &result {
+            Ok(r) if r.is_error => "tool_error",
+            Ok(_) => "ok",
+            Err(ConnectError::InvalidArguments(_)) => "invalid_arguments",
+            Err(ConnectError::Cancelled) => "cancelled",
+            Err(_) => "failed",
+        };
+        self.audit_call(access, id, name, &digest, decision, outcome, millis)
+            .await?;
+        Ok(CallOutcome {
+            decision,
+            result: result.map_err(connect_error)?,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_call(
+        &self,
+        access: &OrgAccess,
+        id: ConnectorId,
+        name: &str,
+        digest: &str,
+        decision: Decision,
+        outcome: &str,
+        millis: u64,
+    ) -> Result<()> {
+        let audit = NewAuditEvent::new(AuditAction::FunctionCalled, Some(access.user()))
+            .org(access.org())
+            .target("connector", id)
+            .detail(json!({
+                "function": name, "arguments_sha256": digest, "decision": decision,
+                "outcome": outcome, "duration_ms": millis, "via": "direct",
+            }));
+        Ok(self.store.append_audit(&audit).await?)
+    }
+
+    /// The server's resources and resource templates.
+    pub async fn resources(
+        &self,
+        access: &OrgAccess,
+        id: ConnectorId,
+    ) -> Result<(Vec<Value>, Vec<Value>)> {
+        let catalog = self.catalog(access, id).await?;
+        Ok((
+            catalog.resources.clone(),
+            catalog.resource_templates.clone(),
+        ))
+    }
+
+    /// The server's prompts.
+    pub async fn prompts(&self, access: &OrgAccess, id: ConnectorId) -> Result<Vec<Value>> {
+        Ok(self.catalog(access, id).await?.prompts.clone())
+    }
+
+    async fn catalog(&self, access: &OrgAccess, id: ConnectorId) -> Result<Arc<Catalog>> {
+        let connector = self.active_connector(access, id).await?;
+        let target = self.target(access, &connector).await?;
+        self.engine
+            .catalog(id, &target, false)
+            .await
+            .map_err(connect_error)
+    }
+
+    /// Reads one of the server's resources.
+    pub async fn read_resource(
+        &self,
+        access: &OrgAccess,
+        id: ConnectorId,
+        uri: &str,
+    ) -> Result<Vec<Value>> {
+        let connector = self.active_connector(access, id).await?;
+        let target = self.target(access, &connector).await?;
+        self.engine
+            .read_resource(id, &target, uri)
+            .await
+            .map_err(connect_error)
+    }
+
+    /// Gets one of the server's prompts with its arguments.
+    pub async fn get_prompt(
+        &self,
+        access: &OrgAccess,
+        id: ConnectorId,
+        name: &str,
+        arguments: Value,
+    ) -> Result<Value> {
+        let connector = self.active_connector(access, id).await?;
+        let target = self.target(access, &connector).await?;
+        self.engine
+            .get_prompt(id, &target, name, arguments)
+            .await
+            .map_err(connect_error)
+    }
+
+    /// Asks the server to complete an argument.
+    pub async fn complete(
+        &self,
+        access: &OrgAccess,
+        id: ConnectorId,
+        reference: Value,
+        argument: &str,
+        value: &str,
+    ) -> Result<Vec<String>> {
+        let connector = self.active_connector(access, id).await?;
+        let target = self.target(access, &connector).await?;
+        self.engine
+            .complete(id, &target, reference, argument, value)
+            .await
+            .map_err(connect_error)
+    }
+
+    /// The difference between a function's approved and current definitions.
+    pub async fn function_diff(
+        &self,
+        access: &OrgAccess,
+        id: ConnectorId,
+        name: &str,
+    ) -> Result<FunctionDiff> {
+        let view = self
+            .store
+            .function(access.org(), id, name, access.user())
+            .await?;
+        let f = view.function;
+        let versions = self.store.function_versions(access.org(), id, name).await?;
+        let approved = f
+            .approved_hash
+            .as_ref()
+            .and_then(|h| versions.iter().find(|v| &v.hash == h))
+            .map(|v| v.definition.clone());
+        let to_value = |d: &FunctionDefinition| serde_json::to_value(d).unwrap_or(Value::Null);
+        let changes = match &approved {
+            Some(a) => diff_json(&to_value(a), &to_value(&f.definition)),
+            None => diff_json(&json!({}), &to_value(&f.definition)),
+        };
+        Ok(FunctionDiff {
+            review_state: f.review_state,
+            approved,
+            current: f.definition,
+            current_hash: f.definition_hash,
+            changes,
+        })
+    }
+
+    /// Closes the sessions of a connector whose URL, credential or status changed.
+    pub(crate) async fn forget_sessions(&self, id: ConnectorId) {
+        self.engine.forget(id).await;
+    }
+
+    /// Closes every upstream session; call at shutdown.
+    pub async fn shutdown(&self) {
+        self.engine.shutdown().await;
+    }
+}
+
+/// A policy rule in words, for refusals.
+pub fn rule_words(decision: Decision) -> &'static str {
+    use switchboard_policy::Rule::*;
+    match decision.rule {
+        ConnectorUnavailable => "the connector is not active",
+        FunctionRemoved => "the server no longer offers it",
+        PendingReview => "it is new and waits for an admin's review",
+        ChangedSinceApproval => {
+            "its definition changed since it was approved and waits for an admin's review"
+        }
+        AdminBlocked => "an admin blocked it",
+        MemberNever => "you chose never to allow it",
+        AdminAsks => "an admin requires asking first",
+        MemberAsks => "you chose to be asked first",
+        DefaultAsk => "asking first is the default",
+        MemberAlways => "you always allow it",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_names_each_changed_field() {
+        let before = json!({"name": "f", "description": "Reads", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}});
+        let after = json!({"name": "f", "description": "Reads. Also emails", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}, "to": {"type": "string"}}}});
+        let changes = diff_json(&before, &after);
+        let paths: Vec<_> = changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, ["/description", "/input_schema/properties/to"]);
+        assert_eq!(changes[1].before, None);
+        assert!(diff_json(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn credentials_become_headers() {
+        let h = headers_for(Some(CredentialInput::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        }));
+        assert_eq!(
+            h,
+            vec![("Authorization".to_owned(), "Basic dTpw".to_owned())]
+        );
+    }
+}
