@@ -190,15 +190,30 @@ impl Pool {
         slot.last_used.store(self.now_ms(), Ordering::Relaxed);
         let result = op(session.clone()).await;
         slot.last_used.store(self.now_ms(), Ordering::Relaxed);
-        if !session.is_alive() {
-            // The server went away during the operation; the next one reconnects.
+        // A stateless or streamable transport can outlive the server: each request is its own
+        // HTTP exchange, so a server that went away shows up as failed requests, not as a closed
+        // transport. Either way the session is dropped, and the failure counts toward backoff so
+        // callers do not each hammer a dead server.
+        let lost = matches!(
+            &result,
+            Err(ConnectError::Disconnected(_) | ConnectError::Net(_))
+        );
+        if lost || !session.is_alive() {
             let mut connection = slot.connection.lock().await;
             if connection
                 .session
                 .as_ref()
                 .is_some_and(|s| Arc::ptr_eq(s, &session))
             {
-                connection.session = None;
+                // Closed in the background: a server that is still there gets its DELETE.
+                if let Some(old) = connection.session.take() {
+                    tokio::spawn(async move { old.close().await });
+                }
+                if let Err(e) = &result
+                    && lost
+                {
+                    self.note_failure(&mut connection, e);
+                }
             }
         }
         result
@@ -245,13 +260,17 @@ impl Pool {
                 Ok(s)
             }
             Err(e) => {
-                if e.is_retryable() {
-                    connection.failures = connection.failures.saturating_add(1);
-                    connection.retry_at = Some(Instant::now() + self.backoff(connection.failures));
-                    connection.last_error = Some(e.to_string());
-                }
+                self.note_failure(&mut connection, &e);
                 Err(e)
             }
+        }
+    }
+
+    fn note_failure(&self, connection: &mut Connection, e: &ConnectError) {
+        if e.is_retryable() {
+            connection.failures = connection.failures.saturating_add(1);
+            connection.retry_at = Some(Instant::now() + self.backoff(connection.failures));
+            connection.last_error = Some(e.to_string());
         }
     }
 

@@ -120,10 +120,16 @@ pub(crate) async fn open(
     let first = attempt(legacy_first).await;
     let first_error = match first {
         Ok(session) => return Ok(session),
-        // Credentials and refusals are the same whatever the transport: no point trying another.
+        // Credentials, refusals and an unreachable host are the same whatever the transport:
+        // no point trying another, and a retryable error must stay retryable for the pool's
+        // backoff.
         Err(
-            e @ (ConnectError::AuthRequired { .. } | ConnectError::Net(NetError::Blocked { .. })),
-        ) => return Err(e),
+            e @ (ConnectError::AuthRequired { .. }
+            | ConnectError::Net(_)
+            | ConnectError::Timeout(_)),
+        ) => {
+            return Err(e);
+        }
         Err(e) => e,
     };
     match attempt(!legacy_first).await {

@@ -496,3 +496,71 @@ where
     }
     panic!("the condition did not become true");
 }
+
+#[tokio::test]
+async fn elicitation_reaches_the_callers_handler() {
+    let server = Everything::start(Mode::StreamableHttp).await;
+    let engine = engine();
+    let t = target(server.url());
+    let id = ConnectorId::new();
+    let tool = "trigger-elicitation-request";
+    let declined = engine
+        .call_tool(
+            id,
+            &t,
+            tool,
+            json!({}),
+            &any_object(),
+            CallOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        text_of(&declined).to_lowercase().contains("decline"),
+        "the product's default declines: {declined:?}"
+    );
+    let options = CallOptions {
+        handler: Some(Arc::new(switchboard_connect::AcceptDefaults)),
+        ..CallOptions::default()
+    };
+    let accepted = engine
+        .call_tool(id, &t, tool, json!({}), &any_object(), options)
+        .await
+        .unwrap();
+    let text = text_of(&accepted);
+    assert!(
+        text.contains("It was a dark and stormy night."),
+        "the call's own handler answered with the defaults: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_went_away_is_retried_with_backoff() {
+    let server = RmcpServer::start().await;
+    let url = server.url().to_owned();
+    let engine = engine_with(PoolConfig {
+        backoff_base: Duration::from_secs(30),
+        ..PoolConfig::default()
+    });
+    let t = target(&url);
+    let id = ConnectorId::new();
+    engine.catalog(id, &t, true).await.unwrap();
+    server.shutdown().await;
+    let first = engine.catalog(id, &t, true).await.unwrap_err();
+    assert!(first.is_retryable(), "{first:?}");
+    // Until the backoff passes, callers get the last error at once instead of each starting a
+    // connection attempt of their own.
+    let mut backing_off = false;
+    for _ in 0..3 {
+        if let Err(ConnectError::BackingOff {
+            retry_in_secs,
+            last,
+        }) = engine.catalog(id, &t, true).await
+        {
+            assert!(retry_in_secs >= 1 && !last.is_empty());
+            backing_off = true;
+            break;
+        }
+    }
+    assert!(backing_off, "the pool backs off after the server went away");
+}
