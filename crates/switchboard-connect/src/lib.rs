@@ -37,6 +37,17 @@ pub use probe::{AuthEvidence, Counts, Outcome, ProbeReport, Step};
 pub use session::{SessionConfig, SessionInfo};
 pub use target::{SessionKey, Target};
 
+/// Drops top-level arguments whose value is `null`: a model writes `null` for an optional
+/// argument it means to leave out, and MCP treats an absent argument as not given.
+fn without_nulls(arguments: Value) -> Value {
+    match arguments {
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
+        }
+        other => other,
+    }
+}
+
 /// The engine: one pool of sessions shared by every caller.
 #[derive(Clone)]
 pub struct Engine {
@@ -88,6 +99,7 @@ impl Engine {
         input_schema: &Value,
         options: CallOptions,
     ) -> Result<ToolResult> {
+        let arguments = without_nulls(arguments);
         check_arguments(input_schema, &arguments)?;
         let key = SessionKey::new(connector, target);
         self.pool

@@ -168,20 +168,44 @@ async fn open_streamable(
     handler: Handler,
     config: &SessionConfig,
 ) -> Result<Session> {
-    let transport_config = StreamableHttpClientTransportConfig::with_uri(target.url.as_str())
-        .custom_headers(header_map(target)?)
-        .max_sse_event_size(config.max_message_bytes)
-        .max_concurrent_requests(config.max_concurrent_requests)
-        .reinit_on_expired_session(true);
-    let transport =
-        StreamableHttpClientTransport::with_client(client.client().clone(), transport_config);
-    let lifecycle = ClientLifecycleMode::Auto {
-        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        legacy_version: Some(ProtocolVersion::V_2025_11_25),
+    let transport = || -> Result<_> {
+        let transport_config = StreamableHttpClientTransportConfig::with_uri(target.url.as_str())
+            .custom_headers(header_map(target)?)
+            .max_sse_event_size(config.max_message_bytes)
+            .max_concurrent_requests(config.max_concurrent_requests)
+            .reinit_on_expired_session(true);
+        Ok(StreamableHttpClientTransport::with_client(
+            client.client().clone(),
+            transport_config,
+        ))
     };
-    let running = serve_client_with_lifecycle(handler.clone(), transport, lifecycle)
-        .await
-        .map_err(|e| classify_init_error(&e))?;
+    let initialize = ClientLifecycleMode::Initialize;
+    // A server that answered with sessions last time is greeted that way again: probing with
+    // `server/discover` first would only cost a round trip.
+    let lifecycle = if target.transport == Some(Transport::StreamableHttp) {
+        initialize.clone()
+    } else {
+        ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        }
+    };
+    let first = serve_client_with_lifecycle(handler.clone(), transport()?, lifecycle.clone()).await;
+    let running = match first {
+        Ok(running) => running,
+        // Some session-based servers answer an unknown method (`server/discover`) with an empty
+        // success instead of an error, which rmcp cannot tell from a broken discovery answer.
+        // Such a server still speaks `initialize`, so greet it again the old way on a fresh
+        // transport.
+        Err(rmcp::service::ClientInitializeError::ExpectedInitResult(_))
+            if lifecycle != initialize =>
+        {
+            serve_client_with_lifecycle(handler.clone(), transport()?, initialize)
+                .await
+                .map_err(|e| classify_init_error(&e))?
+        }
+        Err(e) => return Err(classify_init_error(&e)),
+    };
     finish(running, handler, None)
 }
 
