@@ -58,6 +58,11 @@ pub enum Command {
     User(UserArgs),
     /// Connectors (remote MCP servers) and their functions.
     Connector(ConnectorArgs),
+    /// Call a connector's function by hand and print its result.
+    Call(CallArgs),
+    /// Check whether a URL answers as an MCP server, step by step, without registering it
+    /// (admins).
+    Probe(ProbeArgs),
     /// The organization's audit log.
     Audit(AuditArgs),
 }
@@ -546,6 +551,121 @@ pub enum ConnectorCommand {
         #[arg(value_enum)]
         preference: PreferenceArg,
     },
+    /// Connect to the connector's server, step by step, and record what it offers (admins).
+    /// Exits non-zero when a step fails.
+    Test {
+        /// Its name.
+        connector: String,
+    },
+    /// Ask the connector's server for its functions again and hold any that changed for
+    /// review (admins).
+    Refresh {
+        /// Its name.
+        connector: String,
+    },
+    /// Show how a function's definition differs from the approved one.
+    Diff {
+        /// The connector's name.
+        connector: String,
+        /// The function's name.
+        function: String,
+    },
+    /// Approve a function's current definition (admins). Without --hash the changes are shown
+    /// first and confirmed.
+    Approve {
+        /// The connector's name.
+        connector: String,
+        /// The function's name.
+        function: String,
+        /// The definition hash you reviewed, as `connector diff` prints it; the approval fails
+        /// if the definition has changed since.
+        #[arg(long, value_name = "HASH")]
+        hash: Option<String>,
+        /// Do not ask for confirmation (required without --hash when not at a terminal).
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// List the resources and resource templates the connector's server offers.
+    Resources {
+        /// Its name.
+        connector: String,
+    },
+    /// Read one of the connector's resources.
+    Read {
+        /// The connector's name.
+        connector: String,
+        /// The resource's URI, such as note://hello.
+        uri: String,
+    },
+    /// List the prompt templates the connector's server offers.
+    Prompts {
+        /// Its name.
+        connector: String,
+    },
+    /// Fill in one of the connector's prompt templates and print its messages.
+    Prompt {
+        /// The connector's name.
+        connector: String,
+        /// The prompt's name.
+        prompt: String,
+        /// An argument, as KEY=VALUE (repeatable).
+        #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        args: Vec<(String, String)>,
+    },
+}
+
+/// Splits `KEY=VALUE`; the value may itself contain `=`.
+fn parse_key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        Some(_) => Err(format!("expected KEY=VALUE, found {raw:?} with no key")),
+        None => Err(format!("expected KEY=VALUE, found {raw:?}")),
+    }
+}
+
+/// `switchboard call`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Progress reported by the server is printed to standard error as it \
+arrives. Text content is printed as it is, other content is summarized, structured content is \
+printed as JSON. A result the function marks as an error goes to standard error and the \
+command exits with 1. Ctrl-C abandons the call, and the server is told to cancel it."
+)]
+pub struct CallArgs {
+    /// Output.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Organization.
+    #[command(flatten)]
+    pub org: OrgOption,
+    /// The connector's name.
+    pub connector: String,
+    /// The function's name.
+    pub function: String,
+    /// The arguments as a JSON object, or `-` to read them from standard input [default: {}].
+    #[arg(long, value_name = "JSON", conflicts_with = "args_file")]
+    pub args: Option<String>,
+    /// Read the arguments (a JSON object) from this file.
+    #[arg(long, value_name = "PATH")]
+    pub args_file: Option<PathBuf>,
+}
+
+/// `switchboard probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Output.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Organization (the probe runs with its outbound rules).
+    #[command(flatten)]
+    pub org: OrgOption,
+    /// The URL to probe.
+    pub url: String,
+    /// Credential.
+    #[command(flatten)]
+    pub credential: CredentialArgs,
 }
 
 /// `switchboard audit`.
@@ -613,5 +733,34 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn prompt_arguments_are_key_value_pairs() {
+        assert_eq!(
+            parse_key_value("style=brief=ish").unwrap(),
+            ("style".into(), "brief=ish".into())
+        );
+        assert_eq!(
+            parse_key_value("text=").unwrap(),
+            ("text".into(), "".into())
+        );
+        assert!(parse_key_value("=x").is_err());
+        assert!(parse_key_value("novalue").is_err());
+    }
+
+    #[test]
+    fn call_arguments_come_from_one_place() {
+        let parsed = Cli::try_parse_from([
+            "switchboard",
+            "call",
+            "Tools",
+            "add",
+            "--args",
+            "{}",
+            "--args-file",
+            "a.json",
+        ]);
+        assert!(parsed.is_err());
     }
 }

@@ -45,19 +45,11 @@ impl ApiError {
     /// Reads an error answer; bodies that are not the API's error shape (a proxy's HTML page,
     /// say) become a message naming the status.
     fn from_body(status: StatusCode, body: &str, with_token: bool) -> Self {
-        let parsed: Option<Value> = serde_json::from_str(body).ok();
-        let error = parsed.as_ref().and_then(|v| v.get("error"));
-        let get = |k: &str| {
-            error
-                .and_then(|e| e.get(k))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        match get("message") {
-            Some(message) => Self {
+        match parse_error(body) {
+            Some((message, field)) => Self {
                 status,
                 message,
-                field: get("field"),
+                field,
                 with_token,
             },
             None => Self {
@@ -75,6 +67,34 @@ impl ApiError {
             },
         }
     }
+
+    /// Reads the `error` event of a streamed answer, whose data is the same error body.
+    pub fn from_event(data: &str) -> Self {
+        let (message, field) = parse_error(data).unwrap_or_else(|| {
+            (
+                format!(
+                    "the server reported an error it did not describe: {}",
+                    first_line(data)
+                ),
+                None,
+            )
+        });
+        Self {
+            // The HTTP status was 200 before the stream began; the error came inside it.
+            status: StatusCode::OK,
+            message,
+            field,
+            with_token: false,
+        }
+    }
+}
+
+/// The message and field of an error body `{"error":{"message","field"}}`.
+fn parse_error(body: &str) -> Option<(String, Option<String>)> {
+    let parsed: Value = serde_json::from_str(body).ok()?;
+    let error = parsed.get("error")?;
+    let get = |k: &str| error.get(k).and_then(Value::as_str).map(str::to_owned);
+    Some((get("message")?, get("field")))
 }
 
 fn first_line(body: &str) -> String {
@@ -157,9 +177,13 @@ impl Api {
         query: &[(&str, String)],
         body: Option<&Value>,
         timeout: Option<Duration>,
+        accept: Option<&str>,
     ) -> Result<reqwest::Response> {
         let url = self.url(segments);
         let mut request = self.http.request(method, url.clone());
+        if let Some(accept) = accept {
+            request = request.header(reqwest::header::ACCEPT, accept);
+        }
         if !query.is_empty() {
             request = request.query(query);
         }
@@ -199,7 +223,7 @@ impl Api {
         body: Option<&Value>,
     ) -> Result<Value> {
         let response = self
-            .send(method, segments, query, body, Some(REQUEST_TIMEOUT))
+            .send(method, segments, query, body, Some(REQUEST_TIMEOUT), None)
             .await?;
         let bytes = response
             .bytes()
@@ -268,7 +292,22 @@ impl Api {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> Result<reqwest::Response> {
-        self.send(Method::GET, segments, query, None, None).await
+        self.send(Method::GET, segments, query, None, None, None)
+            .await
+    }
+
+    /// A `POST` answered with server-sent events (`text/event-stream`), without the usual
+    /// time limit: the server bounds the call itself and keeps the stream alive meanwhile.
+    pub async fn post_events(&self, segments: &[&str], body: &Value) -> Result<reqwest::Response> {
+        self.send(
+            Method::POST,
+            segments,
+            &[],
+            Some(body),
+            None,
+            Some("text/event-stream"),
+        )
+        .await
     }
 }
 
@@ -326,6 +365,20 @@ mod tests {
         let body = r#"{"error":{"code":"validation_failed","message":"url: must use https","field":"url"}}"#;
         let e = ApiError::from_body(StatusCode::UNPROCESSABLE_ENTITY, body, true);
         assert_eq!(e.to_string(), "url: must use https");
+    }
+
+    #[test]
+    fn error_events_read_like_error_answers() {
+        let data = r#"{"error":{"code":"validation_failed","message":"at /a: \"x\" is not of type \"integer\"","field":"arguments"}}"#;
+        assert_eq!(
+            ApiError::from_event(data).to_string(),
+            r#"arguments: at /a: "x" is not of type "integer""#
+        );
+        let e = ApiError::from_event("oops\nmore");
+        assert_eq!(
+            e.to_string(),
+            "the server reported an error it did not describe: oops"
+        );
     }
 
     #[test]

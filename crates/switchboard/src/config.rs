@@ -50,6 +50,9 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("MAX_BODY_BYTES", "http.max_body_bytes"),
     ("REQUEST_TIMEOUT_SECS", "http.request_timeout_secs"),
     ("TRUST_FORWARDED_FOR", "http.trust_forwarded_for"),
+    ("CALL_TIMEOUT_SECS", "connectors.call_timeout_secs"),
+    ("MAX_RESULT_BYTES", "connectors.max_result_bytes"),
+    ("SESSION_IDLE_SECS", "connectors.session_idle_secs"),
 ];
 
 /// The bounds of each numeric key: wide enough for any sensible installation, narrow enough to
@@ -61,6 +64,10 @@ const BOUNDS: &[(&str, u64, u64)] = &[
     ("security.login_window_minutes", 1, 24 * 60),
     ("http.max_body_bytes", 1024, 1 << 30),
     ("http.request_timeout_secs", 1, 3600),
+    ("connectors.call_timeout_secs", 1, 3600),
+    // Below a kilobyte hardly any result fits; above a gigabyte one call could exhaust memory.
+    ("connectors.max_result_bytes", 1024, 1 << 30),
+    ("connectors.session_idle_secs", 1, 24 * 3600),
 ];
 
 /// How log lines are written.
@@ -205,6 +212,8 @@ pub struct Layer {
     security: SecurityLayer,
     #[serde(default)]
     http: HttpLayer,
+    #[serde(default)]
+    connectors: ConnectorsLayer,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +245,14 @@ struct HttpLayer {
     max_body_bytes: Option<u64>,
     request_timeout_secs: Option<u64>,
     trust_forwarded_for: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectorsLayer {
+    call_timeout_secs: Option<u64>,
+    max_result_bytes: Option<u64>,
+    session_idle_secs: Option<u64>,
 }
 
 /// Settings given as command-line flags.
@@ -343,6 +360,9 @@ impl Layer {
                 "TRUST_FORWARDED_FOR" => {
                     layer.http.trust_forwarded_for = Some(parse_bool(var, &raw)?)
                 }
+                "CALL_TIMEOUT_SECS" => layer.connectors.call_timeout_secs = Some(parse(var, &raw)?),
+                "MAX_RESULT_BYTES" => layer.connectors.max_result_bytes = Some(parse(var, &raw)?),
+                "SESSION_IDLE_SECS" => layer.connectors.session_idle_secs = Some(parse(var, &raw)?),
                 _ => unreachable!("every entry of ENV_KEYS is handled"),
             }
         }
@@ -364,8 +384,9 @@ impl Layer {
     }
 
     /// The numeric values this layer sets, by file key.
-    fn numbers(&self) -> [(&'static str, Option<u64>); 6] {
+    fn numbers(&self) -> [(&'static str, Option<u64>); 9] {
         let s = &self.security;
+        let c = &self.connectors;
         [
             ("security.session_hours", s.session_hours),
             ("security.max_token_days", s.max_token_days),
@@ -373,6 +394,9 @@ impl Layer {
             ("security.login_window_minutes", s.login_window_minutes),
             ("http.max_body_bytes", self.http.max_body_bytes),
             ("http.request_timeout_secs", self.http.request_timeout_secs),
+            ("connectors.call_timeout_secs", c.call_timeout_secs),
+            ("connectors.max_result_bytes", c.max_result_bytes),
+            ("connectors.session_idle_secs", c.session_idle_secs),
         ]
     }
 
@@ -426,6 +450,20 @@ impl Layer {
                     .http
                     .trust_forwarded_for
                     .or(self.http.trust_forwarded_for),
+            },
+            connectors: ConnectorsLayer {
+                call_timeout_secs: top
+                    .connectors
+                    .call_timeout_secs
+                    .or(self.connectors.call_timeout_secs),
+                max_result_bytes: top
+                    .connectors
+                    .max_result_bytes
+                    .or(self.connectors.max_result_bytes),
+                session_idle_secs: top
+                    .connectors
+                    .session_idle_secs
+                    .or(self.connectors.session_idle_secs),
             },
         }
     }
@@ -523,6 +561,12 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// Trust `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Longest wait for a function's result.
+    pub call_timeout_secs: u64,
+    /// Results larger than this are cut.
+    pub max_result_bytes: u64,
+    /// Upstream sessions unused this long are closed.
+    pub session_idle_secs: u64,
 }
 
 impl Config {
@@ -615,6 +659,18 @@ impl Config {
                 .http
                 .trust_forwarded_for
                 .unwrap_or(server.trust_forwarded_for),
+            call_timeout_secs: l
+                .connectors
+                .call_timeout_secs
+                .unwrap_or(service.call_timeout.as_secs()),
+            max_result_bytes: l
+                .connectors
+                .max_result_bytes
+                .unwrap_or(service.max_result_bytes as u64),
+            session_idle_secs: l
+                .connectors
+                .session_idle_secs
+                .unwrap_or(service.session_idle.as_secs()),
         })
     }
 
@@ -630,8 +686,27 @@ impl Config {
             max_token_days: self.max_token_days as u32,
             login_failures: self.login_failures as usize,
             login_window: Duration::from_secs(self.login_window_minutes * 60),
-            ..ServiceConfig::default()
+            call_timeout: Duration::from_secs(self.call_timeout_secs),
+            max_result_bytes: self.max_result_bytes as usize,
+            session_idle: Duration::from_secs(self.session_idle_secs),
         }
+    }
+
+    /// Settings that are each valid but work against one another, as sentences for
+    /// `config check` and the server's log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        // The request timeout ends any answer that has not started by then. A streamed call
+        // (Accept: text/event-stream, as the CLI asks) starts at once and is not affected, but a
+        // plain JSON call is answered 503 before its own, longer, limit is reached.
+        if self.call_timeout_secs > self.request_timeout_secs {
+            warnings.push(format!(
+                "connectors.call_timeout_secs ({}) is longer than http.request_timeout_secs ({}): \
+                 calls that do not stream their answer are cut after {} s",
+                self.call_timeout_secs, self.request_timeout_secs, self.request_timeout_secs
+            ));
+        }
+        warnings
     }
 
     /// The settings the HTTP server needs.
@@ -662,7 +737,9 @@ impl Config {
              cookie_secure = {cookie}\nsession_hours = {session}\nmax_token_days = {token_days}\n\
              login_failures = {failures}\nlogin_window_minutes = {window}\n\n\
              [http]\nmax_body_bytes = {body}\nrequest_timeout_secs = {timeout}\n\
-             trust_forwarded_for = {forwarded}\n",
+             trust_forwarded_for = {forwarded}\n\n\
+             [connectors]\ncall_timeout_secs = {call}\nmax_result_bytes = {result}\n\
+             session_idle_secs = {idle}\n",
             listen = q(&self.listen.to_string()),
             data_dir = q(&self.data_dir.display().to_string()),
             db = q(&self.database_url.redacted()),
@@ -678,6 +755,9 @@ impl Config {
             body = self.max_body_bytes,
             timeout = self.request_timeout_secs,
             forwarded = self.trust_forwarded_for,
+            call = self.call_timeout_secs,
+            result = self.max_result_bytes,
+            idle = self.session_idle_secs,
         )
     }
 }
@@ -758,6 +838,18 @@ request_timeout_secs = 60
 # otherwise clients could pick their address and dodge the sign-in limits.
 # [SWITCHBOARD_TRUST_FORWARDED_FOR]
 trust_forwarded_for = false
+
+[connectors]
+# The longest wait for a function's result; the connector's server is then told the call is
+# cancelled. A call that does not stream its answer is also bound by http.request_timeout_secs.
+# [SWITCHBOARD_CALL_TIMEOUT_SECS]
+call_timeout_secs = 60
+# Results larger than this (as JSON) are cut, and the cut is reported with the result.
+# [SWITCHBOARD_MAX_RESULT_BYTES]
+max_result_bytes = 4194304
+# A session with a connector's server that has not been used for this long is closed; the next
+# call opens a new one. [SWITCHBOARD_SESSION_IDLE_SECS]
+session_idle_secs = 300
 "#;
 
 #[cfg(test)]
@@ -803,6 +895,9 @@ mod tests {
         assert_eq!(service.session_ttl, default.session_ttl);
         assert_eq!(service.login_window, default.login_window);
         assert_eq!(service.max_token_days, default.max_token_days);
+        assert_eq!(service.call_timeout, default.call_timeout);
+        assert_eq!(service.max_result_bytes, default.max_result_bytes);
+        assert_eq!(service.session_idle, default.session_idle);
         assert_eq!(
             printed.server_config().max_body_bytes,
             ServerConfig::default().max_body_bytes
@@ -987,6 +1082,63 @@ mod tests {
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!c.to_toml().contains("hunter2"));
+    }
+
+    #[test]
+    fn connector_settings_reach_the_service() {
+        let text = "[connectors]\ncall_timeout_secs = 30\nmax_result_bytes = 65536\n";
+        let c = from_text(
+            text,
+            &[("SWITCHBOARD_SESSION_IDLE_SECS", "90")],
+            Flags::default(),
+        )
+        .unwrap();
+        let service = c.service_config();
+        assert_eq!(service.call_timeout, Duration::from_secs(30));
+        assert_eq!(service.max_result_bytes, 65536);
+        assert_eq!(service.session_idle, Duration::from_secs(90));
+        assert!(c.warnings().is_empty());
+        let toml = c.to_toml();
+        assert!(
+            toml.contains("[connectors]\ncall_timeout_secs = 30\nmax_result_bytes = 65536\nsession_idle_secs = 90\n"),
+            "{toml}"
+        );
+
+        // The environment overrides the file, and each value is bounds-checked where it is
+        // written, so the message names the key as the operator spelt it.
+        let c = from_text(
+            text,
+            &[("SWITCHBOARD_CALL_TIMEOUT_SECS", "120")],
+            Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(c.call_timeout_secs, 120);
+        assert_eq!(c.warnings().len(), 1, "longer than the request timeout");
+        let e = from_text(
+            "",
+            &[("SWITCHBOARD_MAX_RESULT_BYTES", "10")],
+            Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("SWITCHBOARD_MAX_RESULT_BYTES: must be between 1024 and"),
+            "{e}"
+        );
+        let e = from_text(
+            "[connectors]\nsession_idle_secs = 0\n",
+            &[],
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("connectors.session_idle_secs: must be between 1 and 86400"),
+            "{e:#}"
+        );
+        let e = from_text("[connectors]\ncall_timeout = 5\n", &[], Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("connectors.call_timeout"), "{e}");
     }
 
     #[test]

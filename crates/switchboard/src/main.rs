@@ -19,6 +19,8 @@ mod prompt;
 mod remote;
 mod secret;
 mod serve;
+mod spinner;
+mod sse;
 
 use std::process::ExitCode;
 
@@ -85,6 +87,9 @@ fn check_config(config: ConfigArgs, server: ServerFlags) -> Result<()> {
     };
     for var in config::unknown_env_vars(std::env::vars().map(|(k, _)| k)) {
         eprintln!("warning: {var} is not a Switchboard setting and is ignored");
+    }
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
     }
     match &config.file {
         Some(file) => println!(
@@ -155,6 +160,14 @@ async fn run(cli: Cli) -> Result<()> {
                 args.command,
             )
             .await
+        }
+        Command::Call(args) => {
+            let api = credentials::signed_in()?;
+            remote::call::run(&api, args).await
+        }
+        Command::Probe(args) => {
+            let api = credentials::signed_in()?;
+            remote::engine::probe(&api, args).await
         }
         Command::Audit(args) => {
             let api = credentials::signed_in()?;

@@ -117,6 +117,88 @@ pub fn truncate(text: &str, max: usize) -> String {
     cut
 }
 
+/// Whether a character takes no visible room: Unicode format characters (zero-width spaces and
+/// joiners, bidirectional controls, tag characters), variation selectors and the like. Text that
+/// a model reads can hide instructions in them, so a reviewer must be shown them.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// A JSON value on one line with every invisible character written as `\u{…}`, for reviewing
+/// definitions; `(absent)` for a value that is not there.
+pub fn reviewable(value: Option<&Value>) -> String {
+    let Some(value) = value else {
+        return "(absent)".into();
+    };
+    // JSON already escapes control characters; the invisible ones it leaves alone.
+    let json = value.to_string();
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if is_invisible(c) {
+            out.push_str(&format!("\\u{{{:04X}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Text from a connector's server made safe for a terminal: control characters other than line
+/// feeds and tabs are written as `\u{…}`, so a server cannot move the cursor, rewrite earlier
+/// lines or change the terminal's settings with escape sequences. Only for terminals: a script
+/// reading the output gets the text as it came.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:X}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A size for people: bytes, KiB or MiB.
+pub fn human_bytes(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if bytes < KIB {
+        format!("{bytes} bytes")
+    } else if bytes < MIB {
+        format!("{} KiB", bytes.div_ceil(KIB))
+    } else {
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
+    }
+}
+
+/// How many bytes base64 text decodes to, without decoding it.
+pub fn base64_decoded_len(text: &str) -> u64 {
+    let text = text.trim_end();
+    let padding = text.bytes().rev().take_while(|&b| b == b'=').count() as u64;
+    (text.len() as u64 / 4 * 3).saturating_sub(padding)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -134,5 +216,35 @@ mod tests {
         assert_eq!(time(&v, "t"), "2026-01-02 03:04:05Z");
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
+    }
+
+    #[test]
+    fn hidden_characters_are_shown_for_review() {
+        let v = json!("Looks up\u{200B}words\u{E0041}\n");
+        assert_eq!(
+            reviewable(Some(&v)),
+            r#""Looks up\u{200B}words\u{E0041}\n""#
+        );
+        assert_eq!(reviewable(None), "(absent)");
+        assert_eq!(reviewable(Some(&json!({"a": 1}))), r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn terminal_text_loses_its_escape_sequences() {
+        assert_eq!(
+            terminal_safe("ok\r\nred \x1b[31mtext\tend\rover"),
+            "ok\nred \\u{1B}[31mtext\tend\\u{D}over"
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_bytes(12), "12 bytes");
+        assert_eq!(human_bytes(12 * 1024), "12 KiB");
+        assert_eq!(human_bytes(12 * 1024 + 1), "13 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
+        assert_eq!(base64_decoded_len("aGVsbG8="), 5);
+        assert_eq!(base64_decoded_len("aGVsbG8h"), 6);
+        assert_eq!(base64_decoded_len(""), 0);
     }
 }

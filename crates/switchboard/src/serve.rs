@@ -71,6 +71,9 @@ pub async fn run(config: Config) -> Result<()> {
         config_file = %config.file.as_deref().map_or("none".into(), |p| p.display().to_string()),
         "starting switchboard"
     );
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let store = backend::open_migrated(&config.database_url).await?;
     let (keys, generated) = keys::load_or_generate(&config.master_key, &*store).await?;
     if let (true, MasterKeySource::DataDir(path)) = (generated, &config.master_key) {

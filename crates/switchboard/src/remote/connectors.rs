@@ -1,4 +1,5 @@
-//! `switchboard connector`: connectors, their credentials, functions and function policies.
+//! `switchboard connector`: connectors, their credentials, functions and function policies. The
+//! subcommands that reach a connector's server are in `engine.rs`.
 
 use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
@@ -7,7 +8,7 @@ use crate::cli::{ConnectorCommand, CredentialArgs, FloorArg, PreferenceArg};
 use crate::client::Api;
 use crate::output::{Table, print_json, text, time, truncate};
 use crate::prompt;
-use crate::remote::{OrgRef, id_of, resolve_connector, resolve_org};
+use crate::remote::{OrgRef, engine, id_of, resolve_connector, resolve_org};
 
 /// Splits `Name: value` (the colon may also be an equals sign, as in curl's habit of
 /// `-H Name=value` being a common slip).
@@ -23,7 +24,7 @@ fn parse_header(line: &str) -> Result<(String, String)> {
 }
 
 /// The credential the flags describe, reading any secret now; `None` when none is given.
-fn credential(args: &CredentialArgs) -> Result<Option<Value>> {
+pub(crate) fn credential(args: &CredentialArgs) -> Result<Option<Value>> {
     if args.bearer {
         let token = prompt::secret("Bearer token: ", "bearer token", false)?;
         return Ok(Some(json!({ "kind": "bearer", "token": *token })));
@@ -281,6 +282,34 @@ pub async fn run(
             print_function(json, &info, &said);
             Ok(())
         }
+        ConnectorCommand::Test { connector } => engine::test(api, json, &org, &connector).await,
+        ConnectorCommand::Refresh { connector } => {
+            engine::refresh(api, json, &org, &connector).await
+        }
+        ConnectorCommand::Diff {
+            connector,
+            function,
+        } => engine::diff(api, json, &org, &connector, &function).await,
+        ConnectorCommand::Approve {
+            connector,
+            function,
+            hash,
+            yes,
+        } => engine::approve(api, json, &org, &connector, &function, hash, yes).await,
+        ConnectorCommand::Resources { connector } => {
+            engine::resources(api, json, &org, &connector).await
+        }
+        ConnectorCommand::Read { connector, uri } => {
+            engine::read(api, json, &org, &connector, &uri).await
+        }
+        ConnectorCommand::Prompts { connector } => {
+            engine::prompts(api, json, &org, &connector).await
+        }
+        ConnectorCommand::Prompt {
+            connector,
+            prompt,
+            args,
+        } => engine::prompt(api, json, &org, &connector, &prompt, args).await,
     }
 }
 

@@ -3,7 +3,9 @@
 
 pub mod account;
 pub mod audit;
+pub mod call;
 pub mod connectors;
+pub mod engine;
 pub mod orgs;
 
 use anyhow::{Result, bail};

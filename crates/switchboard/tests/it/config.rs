@@ -155,6 +155,90 @@ fn check_names_bad_values_and_their_source() {
 }
 
 #[test]
+fn check_shows_and_bounds_the_connector_settings() {
+    let s = Scratch::new();
+    let out = s.run(&["config", "check"]).ok();
+    assert!(
+        out.stdout.contains(
+            "[connectors]\ncall_timeout_secs = 60\nmax_result_bytes = 4194304\nsession_idle_secs = 300\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    let printed = s.run(&["config", "default"]).ok().stdout;
+    for key in [
+        "SWITCHBOARD_CALL_TIMEOUT_SECS",
+        "SWITCHBOARD_MAX_RESULT_BYTES",
+        "SWITCHBOARD_SESSION_IDLE_SECS",
+    ] {
+        assert!(printed.contains(key), "config default explains {key}");
+    }
+
+    std::fs::write(
+        s.path().join("sb.toml"),
+        "[connectors]\ncall_timeout_secs = 30\nsession_idle_secs = 600\n",
+    )
+    .unwrap();
+    let out = s
+        .run_with(
+            &["config", "check", "--config", "sb.toml"],
+            &[("SWITCHBOARD_MAX_RESULT_BYTES", "65536")],
+            None,
+        )
+        .ok();
+    for expected in [
+        "call_timeout_secs = 30",
+        "max_result_bytes = 65536",
+        "session_idle_secs = 600",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            out.stdout
+        );
+    }
+
+    // A call limit past the request timeout is valid but worth a warning: calls that do not
+    // stream are cut at the shorter one.
+    let out = s
+        .run_with(
+            &["config", "check"],
+            &[("SWITCHBOARD_CALL_TIMEOUT_SECS", "300")],
+            None,
+        )
+        .ok();
+    assert!(
+        out.stderr
+            .contains("warning: connectors.call_timeout_secs (300)"),
+        "{}",
+        out.stderr
+    );
+
+    for (var, value) in [
+        ("SWITCHBOARD_CALL_TIMEOUT_SECS", "0"),
+        ("SWITCHBOARD_MAX_RESULT_BYTES", "100"),
+        ("SWITCHBOARD_SESSION_IDLE_SECS", "86401"),
+        ("SWITCHBOARD_CALL_TIMEOUT_SECS", "soon"),
+    ] {
+        let error = s
+            .run_with(&["config", "check"], &[(var, value)], None)
+            .error();
+        assert!(error.starts_with(&format!("{var}: ")), "{error}");
+    }
+    std::fs::write(
+        s.path().join("bad.toml"),
+        "[connectors]\nmax_result_bytes = 1\n",
+    )
+    .unwrap();
+    let error = s.run(&["config", "check", "--config", "bad.toml"]).error();
+    assert!(
+        error.contains("connectors.max_result_bytes: must be between 1024 and"),
+        "{error}"
+    );
+}
+
+#[test]
 fn the_default_file_parses_back_and_passes_check() {
     let s = Scratch::new();
     let printed = s.run(&["config", "default"]).ok().stdout;
