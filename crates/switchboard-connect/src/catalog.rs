@@ -23,6 +23,10 @@ pub struct Catalog {
     pub resource_templates: Vec<Value>,
     /// Its prompts, as the protocol's JSON.
     pub prompts: Vec<Value>,
+    /// How long the server said these lists stay fresh (the shortest of its `ttlMs` hints),
+    /// if it said.
+    #[serde(skip)]
+    pub fresh_for: Option<std::time::Duration>,
 }
 
 impl Catalog {
@@ -99,12 +103,22 @@ pub(crate) async fn discover(session: &Session) -> Result<Catalog> {
     let caps = &session.info.capabilities;
     let peer = &session.peer;
     let mut catalog = Catalog::default();
+    // The shortest freshness hint of any page (SEP-2549 `ttlMs`).
+    let ttl = std::sync::Mutex::new(None::<u64>);
+    let hint = |ms: Option<u64>| {
+        if let Some(ms) = ms {
+            let mut t = ttl.lock().unwrap_or_else(|p| p.into_inner());
+            *t = Some(t.map_or(ms, |cur| cur.min(ms)));
+        }
+    };
+    let hint = &hint;
     if caps.get("tools").is_some() {
         let tools = all_pages("tool", |cursor| async move {
             let page = peer
                 .list_tools(params(cursor))
                 .await
                 .map_err(protocol_error)?;
+            hint(page.ttl_ms);
             let next = page.next_cursor.clone();
             let values: Vec<Value> = page
                 .tools
@@ -122,6 +136,7 @@ pub(crate) async fn discover(session: &Session) -> Result<Catalog> {
                 .list_resources(params(cursor))
                 .await
                 .map_err(protocol_error)?;
+            hint(page.ttl_ms);
             Ok((to_values(&page.resources), page.next_cursor.clone()))
         })
         .await?;
@@ -149,10 +164,15 @@ pub(crate) async fn discover(session: &Session) -> Result<Catalog> {
                 .list_prompts(params(cursor))
                 .await
                 .map_err(protocol_error)?;
+            hint(page.ttl_ms);
             Ok((to_values(&page.prompts), page.next_cursor.clone()))
         })
         .await?;
     }
+    catalog.fresh_for = ttl
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .map(std::time::Duration::from_millis);
     Ok(catalog)
 }
 

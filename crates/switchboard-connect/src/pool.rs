@@ -362,7 +362,10 @@ impl Pool {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()
-            && at.elapsed() < self.config.catalog_ttl
+            && at.elapsed()
+                < catalog.fresh_for.map_or(self.config.catalog_ttl, |hint| {
+                    hint.min(self.config.catalog_ttl)
+                })
         {
             return Ok(catalog);
         }

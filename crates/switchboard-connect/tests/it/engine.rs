@@ -116,6 +116,12 @@ async fn speaks_the_stateless_protocol_with_the_python_server() {
 
     let id = ConnectorId::new();
     let catalog = engine.catalog(id, &t, false).await.unwrap();
+    // mcp 2.3 marks its lists fresh for 0 ms, so the engine asks again on every use.
+    assert_eq!(
+        catalog.fresh_for,
+        Some(Duration::ZERO),
+        "the server's ttlMs hint is kept"
+    );
     let add = catalog.tool("add").unwrap();
     let result = engine
         .call_tool(
