@@ -38,28 +38,20 @@ fn init_logging(config: &Config) -> Result<()> {
 }
 
 /// Completes on SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // Without a Ctrl-C handler only SIGTERM can stop the server.
-            std::future::pending::<()>().await;
+/// Installs the stop signals now and returns a future that completes on the first one.
+///
+/// The handlers are registered before the future is returned, not when it is first polled:
+/// a SIGTERM that arrives between "listening" and the first poll must stop the server
+/// gracefully rather than kill it with the default action.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("received Ctrl-C, shutting down"),
+            _ = term.recv() => tracing::info!("received SIGTERM, shutting down"),
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received Ctrl-C, shutting down"),
-        () = term => tracing::info!("received SIGTERM, shutting down"),
-    }
+    })
 }
 
 /// Runs the server until it is told to stop.
@@ -109,6 +101,7 @@ pub async fn run(config: Config) -> Result<()> {
              every start until setup is done.\n"
         );
     }
+    let stop = stop_signal().context("cannot install the signal handlers")?;
     eprintln!("listening on http://{addr}");
     tracing::info!(%addr, "listening");
 
@@ -116,7 +109,7 @@ pub async fn run(config: Config) -> Result<()> {
     // for the drain timeout.
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let shutdown = async move {
-        stop_signal().await;
+        stop.await;
         let _ = stopping_tx.send(true);
     };
     let server = switchboard_server::serve(listener, app.clone(), config.server_config(), shutdown);
