@@ -394,10 +394,8 @@ async fn a_cut_sse_stream_resumes_with_last_event_id() {
     assert!(!result.is_error);
     assert_eq!(server.stats().resumed(), 1, "the stream was resumed");
     assert!(server.stats().last_event_id().is_some());
-    assert!(
-        server.stats().resume_delay().unwrap() >= Duration::from_millis(150),
-        "retry was honoured"
-    );
+    // That the client waited the announced `retry:` before resuming is timing, which the
+    // conformance suite's sse-retry scenario checks; here it is enough that it resumed.
 }
 
 #[tokio::test]
