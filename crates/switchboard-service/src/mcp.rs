@@ -127,7 +127,6 @@ fn connect_error(e: ConnectError) -> Error {
         ConnectError::AuthRequired { .. } => {
             Error::Upstream(format!("{e}; the connector needs credentials"))
         }
-        other if other.is_retryable() => Error::Upstream(other.to_string()),
         other => Error::Upstream(other.to_string()),
     }
 }
