@@ -92,6 +92,47 @@ pub(crate) fn service_error(e: rmcp::ServiceError) -> ConnectError {
     }
 }
 
+/// Compiled input schemas by the hash of their text. Compiling a JSON Schema costs far more
+/// than checking arguments against it, and a connector's schemas rarely change, so each is
+/// compiled once. `None` remembers a schema that cannot be compiled.
+type ValidatorCache =
+    std::sync::Mutex<std::collections::HashMap<[u8; 32], Option<Arc<jsonschema::Validator>>>>;
+
+fn validators() -> &'static ValidatorCache {
+    static CACHE: std::sync::OnceLock<ValidatorCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// Most schemas kept compiled; past this the cache starts over rather than grow without bound.
+const MAX_CACHED_VALIDATORS: usize = 4096;
+
+fn validator(schema: &Value) -> Option<Arc<jsonschema::Validator>> {
+    use sha2::Digest;
+    let key: [u8; 32] = sha2::Sha256::digest(schema.to_string().as_bytes()).into();
+    if let Some(hit) = validators()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+    {
+        return hit.clone();
+    }
+    // A schema that cannot be compiled (an unknown dialect, a `$ref` to the network, which is
+    // never fetched) cannot be checked here; the server still validates what it receives.
+    let compiled = match jsonschema::validator_for(schema) {
+        Ok(v) => Some(Arc::new(v)),
+        Err(e) => {
+            tracing::warn!(error = %e, "a function's input schema cannot be compiled; its arguments go unchecked");
+            None
+        }
+    };
+    let mut cache = validators().lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= MAX_CACHED_VALIDATORS {
+        cache.clear();
+    }
+    cache.insert(key, compiled.clone());
+    compiled
+}
+
 /// Checks arguments against a tool's input schema before anything is sent.
 pub fn check_arguments(schema: &Value, arguments: &Value) -> Result<()> {
     if !arguments.is_object() {
@@ -99,14 +140,8 @@ pub fn check_arguments(schema: &Value, arguments: &Value) -> Result<()> {
             "the arguments must be a JSON object".into(),
         ));
     }
-    // A schema that cannot be compiled (an unknown dialect, a `$ref` to the network, which is
-    // never fetched) cannot be checked here; the server still validates what it receives.
-    let validator = match jsonschema::validator_for(schema) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(error = %e, "a function's input schema cannot be compiled; its arguments go unchecked");
-            return Ok(());
-        }
+    let Some(validator) = validator(schema) else {
+        return Ok(());
     };
     let problems: Vec<String> = validator
         .iter_errors(arguments)
