@@ -5,17 +5,20 @@
 // the older generations still send them, and answering them is part of the job.
 #![allow(deprecated)]
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rmcp::ClientHandler;
 use rmcp::model::{
-    ClientConfig, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
-    ElicitResult, ErrorCode, ListRootsResult, LoggingMessageNotificationParam,
-    ProgressNotificationParam,
+    ClientConfig, ClientJsonRpcMessage, CreateMessageRequestParams, CreateMessageResult,
+    ElicitRequestParams, ElicitResult, ErrorCode, JsonRpcMessage, ListRootsResult,
+    LoggingMessageNotificationParam, ProgressNotificationParam, ServerJsonRpcMessage,
+    ServerNotification,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
+use rmcp::transport::Transport;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -143,8 +146,8 @@ pub(crate) struct HandlerState {
     /// Handlers of calls in flight, oldest first: a server request during a call goes to the
     /// call that is waiting (see [`Handler::current`]).
     pub calls: Mutex<Vec<(u64, Arc<dyn ServerRequests>)>>,
-    /// Progress channels by progress token.
-    pub progress: Mutex<HashMap<String, mpsc::UnboundedSender<Progress>>>,
+    /// Where progress updates go, by progress token.
+    pub progress: Mutex<ProgressRoutes>,
     pub on_list_changed: OnListChanged,
     pub info: ClientConfig,
 }
@@ -172,7 +175,7 @@ impl Handler {
         Handler(Arc::new(HandlerState {
             default,
             calls: Mutex::new(Vec::new()),
-            progress: Mutex::new(HashMap::new()),
+            progress: Mutex::new(ProgressRoutes::default()),
             on_list_changed,
             info: client_config(protocol_version),
         }))
@@ -222,7 +225,7 @@ impl CallRegistration {
             .progress
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(token.clone(), tx);
+            .register(token.clone(), tx);
         self.token = Some(token);
     }
 }
@@ -239,6 +242,7 @@ impl Drop for CallRegistration {
                 .progress
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
+                .routes
                 .remove(token);
         }
     }
@@ -309,30 +313,6 @@ impl ClientHandler for Handler {
         serde_json::from_value(json!({ "roots": roots })).map_err(|e| internal(e.to_string()))
     }
 
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        let token = progress_token_key(
-            &serde_json::to_value(&params.progress_token).unwrap_or(Value::Null),
-        );
-        let sender = self
-            .0
-            .progress
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&token)
-            .cloned();
-        if let Some(tx) = sender {
-            let _ = tx.send(Progress {
-                progress: params.progress,
-                total: params.total,
-                message: params.message,
-            });
-        }
-    }
-
     async fn on_logging_message(
         &self,
         params: LoggingMessageNotificationParam,
@@ -359,10 +339,146 @@ impl ClientHandler for Handler {
     }
 }
 
+/// Progress channels by token, fed in the order messages arrive.
+///
+/// rmcp hands notifications to the client handler on tasks of their own, so a progress
+/// notification the server sent just before its result could reach the handler after the
+/// caller has the result and has stopped listening. The engine therefore routes progress where
+/// messages are read off the transport ([`Tapped`]), before rmcp sees the result that follows.
+#[derive(Default)]
+pub(crate) struct ProgressRoutes {
+    routes: HashMap<String, mpsc::UnboundedSender<Progress>>,
+    /// Updates for tokens nobody registered yet: a fast server may report progress before the
+    /// caller has learned its token. Bounded; the oldest go first.
+    early: VecDeque<(String, Progress)>,
+}
+
+/// How many unclaimed progress updates a session keeps for callers about to register.
+const EARLY_PROGRESS: usize = 32;
+
+impl ProgressRoutes {
+    fn register(&mut self, token: String, tx: mpsc::UnboundedSender<Progress>) {
+        for (t, update) in std::mem::take(&mut self.early) {
+            if t == token {
+                let _ = tx.send(update);
+            } else {
+                self.early.push_back((t, update));
+            }
+        }
+        self.routes.insert(token, tx);
+    }
+
+    fn route(&mut self, params: &ProgressNotificationParam) {
+        let token = progress_token_key(
+            &serde_json::to_value(&params.progress_token).unwrap_or(Value::Null),
+        );
+        let update = Progress {
+            progress: params.progress,
+            total: params.total,
+            message: params.message.clone(),
+        };
+        match self.routes.get(&token) {
+            Some(tx) => {
+                let _ = tx.send(update);
+            }
+            None => {
+                if self.early.len() == EARLY_PROGRESS {
+                    self.early.pop_front();
+                }
+                self.early.push_back((token, update));
+            }
+        }
+    }
+}
+
+/// A transport whose incoming progress notifications are routed as they are read, in wire
+/// order (see [`ProgressRoutes`]).
+pub(crate) struct Tapped<T> {
+    inner: T,
+    state: Arc<HandlerState>,
+}
+
+impl<T> Tapped<T> {
+    pub(crate) fn new(inner: T, handler: &Handler) -> Self {
+        Self {
+            inner,
+            state: handler.0.clone(),
+        }
+    }
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for Tapped<T> {
+    type Error = T::Error;
+
+    fn name() -> Cow<'static, str> {
+        T::name()
+    }
+
+    fn send(
+        &mut self,
+        item: ClientJsonRpcMessage,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
+        let message = self.inner.receive().await;
+        if let Some(JsonRpcMessage::Notification(n)) = &message
+            && let ServerNotification::ProgressNotification(p) = &n.notification
+        {
+            self.state
+                .progress
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .route(&p.params);
+        }
+        message
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
 /// A progress token as a map key: tokens are strings or numbers on the wire.
 pub(crate) fn progress_token_key(token: &Value) -> String {
     match token {
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(token: u32, progress: f64) -> ProgressNotificationParam {
+        serde_json::from_value(json!({ "progressToken": token, "progress": progress }))
+            .expect("a valid progress notification")
+    }
+
+    #[test]
+    fn progress_that_arrives_before_its_caller_registers_is_handed_over() {
+        let mut routes = ProgressRoutes::default();
+        routes.route(&update(7, 1.0));
+        routes.route(&update(8, 1.0));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        routes.register("7".into(), tx);
+        routes.route(&update(7, 2.0));
+        let seen: Vec<f64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|p| p.progress)
+            .collect();
+        assert_eq!(seen, [1.0, 2.0]);
+        assert_eq!(routes.early.len(), 1, "another call's update stays waiting");
+    }
+
+    #[test]
+    fn unclaimed_progress_is_bounded() {
+        let mut routes = ProgressRoutes::default();
+        for token in 0..100 {
+            routes.route(&update(token, 1.0));
+        }
+        assert_eq!(routes.early.len(), EARLY_PROGRESS);
+        assert_eq!(routes.early.front().map(|(t, _)| t.as_str()), Some("68"));
     }
 }

@@ -19,7 +19,7 @@ use switchboard_net::{NetError, SafeClient};
 use tokio::sync::Mutex;
 
 use crate::error::{ConnectError, Result};
-use crate::handler::Handler;
+use crate::handler::{Handler, Tapped};
 use crate::legacy_sse::{self, LegacySseError, LegacySseOptions};
 use crate::target::Target;
 
@@ -174,9 +174,9 @@ async fn open_streamable(
             .max_sse_event_size(config.max_message_bytes)
             .max_concurrent_requests(config.max_concurrent_requests)
             .reinit_on_expired_session(true);
-        Ok(StreamableHttpClientTransport::with_client(
-            client.client().clone(),
-            transport_config,
+        Ok(Tapped::new(
+            StreamableHttpClientTransport::with_client(client.client().clone(), transport_config),
+            &handler,
         ))
     };
     let initialize = ClientLifecycleMode::Initialize;
@@ -231,6 +231,7 @@ async fn open_legacy(target: &Target, client: &SafeClient, handler: Handler) -> 
             LegacySseError::Net(net) => ConnectError::Net(net),
             other => ConnectError::NotMcp(other.to_string()),
         })?;
+    let transport = Tapped::new(transport, &handler);
     let running =
         serve_client_with_lifecycle(handler.clone(), transport, ClientLifecycleMode::Initialize)
             .await
