@@ -59,6 +59,14 @@ string_enum!(
         TokenIssued = "token_issued",
         /// A personal API token was revoked.
         TokenRevoked = "token_revoked",
+        /// An OAuth client was registered with an authorization server, or entered by an admin.
+        OAuthClientRegistered = "oauth_client_registered",
+        /// An OAuth authorization completed and a grant was stored.
+        OAuthConnected = "oauth_connected",
+        /// An authorization server refused a grant for good; the holder must authorize again.
+        OAuthGrantRevoked = "oauth_grant_revoked",
+        /// A holder disconnected an OAuth grant; its tokens were revoked and deleted.
+        OAuthDisconnected = "oauth_disconnected",
     }
 );
 

@@ -346,6 +346,61 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// Who holds a connector's credential.
+    CredentialScope, "credential_scope" {
+        /// One credential shared by the whole organization.
+        Shared = "shared",
+        /// Every member brings their own credential (or connects their own OAuth account).
+        Member = "member",
+    }
+);
+
+string_enum!(
+    /// Where an OAuth grant stands.
+    GrantStatus, "grant.status" {
+        /// Usable; refreshed when it nears expiry.
+        Active = "active",
+        /// Refused for good by the authorization server; the holder must authorize again.
+        Revoked = "revoked",
+    }
+);
+
+string_enum!(
+    /// How Switchboard got its OAuth client identity at an authorization server.
+    ClientSource, "client.source" {
+        /// Entered by an admin, registered out of band.
+        Preregistered = "preregistered",
+        /// A client ID metadata document Switchboard serves at its own URL.
+        MetadataDocument = "metadata_document",
+        /// Dynamic client registration (RFC 7591).
+        Dynamic = "dynamic",
+    }
+);
+
+/// The associated data an OAuth grant's tokens are sealed with: its connector, holder and
+/// issuer, so sealed tokens cannot be moved to another row or replayed at another server.
+pub fn grant_seal_context(
+    connector: ConnectorId,
+    holder: Option<crate::UserId>,
+    issuer: &str,
+) -> String {
+    match holder {
+        Some(user) => format!("oauth-grant:{connector}:user:{user}:{issuer}"),
+        None => format!("oauth-grant:{connector}:org:{issuer}"),
+    }
+}
+
+/// The associated data an OAuth client registration (its secret) is sealed with.
+pub fn client_seal_context(connector: ConnectorId, issuer: &str) -> String {
+    format!("oauth-client:{connector}:{issuer}")
+}
+
+/// The associated data a pending authorization (its PKCE verifier) is sealed with.
+pub fn pending_seal_context(state_hash: &str) -> String {
+    format!("oauth-pending:{state_hash}")
+}
+
 /// The associated data a connector credential is sealed with, binding the sealed value to its
 /// connector and holder so it cannot be moved to another row.
 pub fn credential_seal_context(connector: ConnectorId, holder: Option<crate::UserId>) -> String {
@@ -377,6 +432,12 @@ pub struct Connector {
     /// Whether a shared static credential is stored for it (the secret itself never leaves the
     /// server).
     pub has_credential: bool,
+    /// Who holds its credential: the organization, or each member.
+    pub credential_scope: CredentialScope,
+    /// What auth detection found, as shown to admins: the authorization server and the
+    /// metadata it published (public documents, never secrets).
+    #[schema(value_type = Option<Object>)]
+    pub auth_detail: Option<serde_json::Value>,
     /// The transport that answered at the last validation.
     pub transport: Option<Transport>,
     /// The protocol version negotiated at the last validation.

@@ -75,3 +75,11 @@ id_type!(
     /// Identifies an audit event.
     AuditEventId
 );
+id_type!(
+    /// Identifies an OAuth grant: the tokens one holder has for one connector.
+    GrantId
+);
+id_type!(
+    /// Identifies an OAuth client registration with one authorization server.
+    OAuthClientId
+);

@@ -17,15 +17,18 @@ mod timestamp;
 pub use account::{ApiToken, Email, Password, Session, User};
 pub use audit::{AuditAction, AuditEvent, NewAuditEvent};
 pub use connector::{
-    AuthMethod, Connector, ConnectorName, ConnectorStatus, ConnectorUrl, CredentialKind,
-    Description, HttpAllowance, Transport, credential_seal_context,
+    AuthMethod, ClientSource, Connector, ConnectorName, ConnectorStatus, ConnectorUrl,
+    CredentialKind, CredentialScope, Description, GrantStatus, HttpAllowance, Transport,
+    client_seal_context, credential_seal_context, grant_seal_context, pending_seal_context,
 };
 pub use error::ValidationError;
 pub use function::{
     FloorPolicy, Function, FunctionDefinition, FunctionVersion, MemberPreference, ReviewState,
     SyncSummary, definition_hash,
 };
-pub use ids::{ApiTokenId, AuditEventId, ConnectorId, FunctionId, OrgId, UserId};
+pub use ids::{
+    ApiTokenId, AuditEventId, ConnectorId, FunctionId, GrantId, OAuthClientId, OrgId, UserId,
+};
 pub use org::{
     Member, NewFunctionState, OrgSettings, OrgSlug, Organization, Role, check_display_name,
 };

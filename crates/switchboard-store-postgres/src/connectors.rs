@@ -42,6 +42,54 @@ pub(crate) async fn fetch_connector(
     rows::connector(&row)
 }
 
+/// Fails with `NotFound("connector")` unless connector `id` belongs to `org`.
+///
+/// With `hold`, also keeps the connector from being deleted until the transaction ends, for
+/// writes that insert rows under it: `FOR KEY SHARE` is the lock a foreign key check takes, so
+/// it does not hold up updates of the connector itself, and a connector deleted meanwhile is
+/// `NotFound` here rather than a foreign key error later.
+pub(crate) async fn check_scope(
+    conn: &mut PgConnection,
+    org: OrgId,
+    id: ConnectorId,
+    hold: bool,
+) -> StoreResult<()> {
+    let sql = format!(
+        "SELECT 1 FROM connectors WHERE id = $1 AND org_id = $2{}",
+        if hold { " FOR KEY SHARE" } else { "" }
+    );
+    sqlx::query_scalar::<_, i32>(&sql)
+        .bind(id.0)
+        .bind(org.0)
+        .fetch_optional(conn)
+        .await
+        .map_err(backend)?
+        .map(|_| ())
+        .ok_or(StoreError::NotFound("connector"))
+}
+
+/// Fails with `NotFound("member")` unless `user` is a member of `org`, and holds the
+/// membership until the transaction ends: a member's own credentials and grants exist only
+/// while they belong to the organization. `remove_member` deletes the membership row before
+/// their credentials and grants, so either it waits for this transaction and then deletes what
+/// it wrote, or this one waits for it and finds no membership.
+pub(crate) async fn check_member(
+    conn: &mut PgConnection,
+    org: OrgId,
+    user: UserId,
+) -> StoreResult<()> {
+    sqlx::query_scalar::<_, i32>(
+        "SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2 FOR KEY SHARE",
+    )
+    .bind(org.0)
+    .bind(user.0)
+    .fetch_optional(conn)
+    .await
+    .map_err(backend)?
+    .map(|_| ())
+    .ok_or(StoreError::NotFound("member"))
+}
+
 /// Sets (or with `None`, removes) the organization's shared credential of a connector.
 async fn put_shared_credential(
     conn: &mut PgConnection,
@@ -79,8 +127,9 @@ pub(crate) async fn create_connector(
     let mut tx = pool.begin().await.map_err(backend)?;
     sqlx::query(
         "INSERT INTO connectors (id, org_id, name, name_folded, url, description, status, \
-         last_error, auth_method, transport, protocol_version, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, NULL, NULL, $9, $9)",
+         last_error, auth_method, transport, protocol_version, created_at, updated_at, \
+         credential_scope, auth_detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, NULL, NULL, $9, $9, $10, NULL)",
     )
     .bind(connector.id.0)
     .bind(connector.org_id.0)
@@ -91,6 +140,7 @@ pub(crate) async fn create_connector(
     .bind(connector.status.as_str())
     .bind(connector.auth_method.as_str())
     .bind(connector.created_at.millis())
+    .bind(connector.credential_scope.as_str())
     .execute(&mut *tx)
     .await
     .map_err(|e| {
@@ -188,11 +238,18 @@ pub(crate) async fn update_connector(
         c.transport = Some(*transport);
         c.protocol_version = Some(protocol_version.clone());
     }
+    if let Some(scope) = patch.credential_scope {
+        c.credential_scope = scope;
+    }
+    if let Some(detail) = &patch.auth_detail {
+        c.auth_detail = detail.clone();
+    }
     c.updated_at = patch.updated_at;
     sqlx::query(
         "UPDATE connectors SET name = $3, name_folded = $4, url = $5, description = $6, \
          status = $7, last_error = $8, auth_method = $9, transport = $10, \
-         protocol_version = $11, updated_at = $12 WHERE id = $1 AND org_id = $2",
+         protocol_version = $11, updated_at = $12, credential_scope = $13, auth_detail = $14 \
+         WHERE id = $1 AND org_id = $2",
     )
     .bind(id.0)
     .bind(org.0)
@@ -206,6 +263,8 @@ pub(crate) async fn update_connector(
     .bind(c.transport.map(|t| t.as_str()))
     .bind(c.protocol_version.as_deref())
     .bind(c.updated_at.millis())
+    .bind(c.credential_scope.as_str())
+    .bind(&c.auth_detail)
     .execute(&mut *tx)
     .await
     .map_err(|e| match unique_violation(&e) {
@@ -228,7 +287,8 @@ pub(crate) async fn delete_connector(
     audit: &NewAuditEvent,
 ) -> StoreResult<()> {
     let mut tx = pool.begin().await.map_err(backend)?;
-    // Functions, their versions and preferences, and credentials go by ON DELETE CASCADE.
+    // Functions, their versions and preferences, credentials, OAuth client registrations,
+    // grants and pending authorizations go by ON DELETE CASCADE.
     let deleted = sqlx::query("DELETE FROM connectors WHERE id = $1 AND org_id = $2")
         .bind(id.0)
         .bind(org.0)
@@ -271,4 +331,41 @@ pub(crate) async fn connector_credential(
         })),
         Some(_) => Ok(None),
     }
+}
+
+pub(crate) async fn set_member_credential(
+    pool: &PgPool,
+    org: OrgId,
+    id: ConnectorId,
+    user: UserId,
+    credential: Option<&StoredCredential>,
+    now: Timestamp,
+    audit: &NewAuditEvent,
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    check_scope(&mut tx, org, id, true).await?;
+    check_member(&mut tx, org, user).await?;
+    let query = match credential {
+        Some(c) => sqlx::query(
+            "INSERT INTO connector_credentials (id, connector_id, user_id, kind, sealed, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (connector_id, user_id) WHERE user_id IS NOT NULL \
+             DO UPDATE SET kind = EXCLUDED.kind, sealed = EXCLUDED.sealed, \
+                           updated_at = EXCLUDED.updated_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(id.0)
+        .bind(user.0)
+        .bind(c.kind.as_str())
+        .bind(&c.sealed)
+        .bind(now.millis()),
+        None => sqlx::query(
+            "DELETE FROM connector_credentials WHERE connector_id = $1 AND user_id = $2",
+        )
+        .bind(id.0)
+        .bind(user.0),
+    };
+    query.execute(&mut *tx).await.map_err(backend)?;
+    append(&mut tx, audit).await?;
+    tx.commit().await.map_err(backend)
 }

@@ -7,7 +7,10 @@
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
-use switchboard_domain::{ConnectorId, UserId, credential_seal_context};
+use switchboard_domain::{
+    ConnectorId, UserId, client_seal_context, credential_seal_context, grant_seal_context,
+    pending_seal_context,
+};
 use switchboard_store::{
     Cell, ColumnType, Resealer, SCHEMA, Snapshot, StoreError, StoreResult, TableDump, TableSpec,
 };
@@ -15,30 +18,133 @@ use uuid::Uuid;
 
 use crate::error::backend;
 
+/// Reseals the values of one table, given as (row key, seal context, sealed text), with
+/// `update` (binding the key as `$1` and the new text as `$2`) writing each back. `what` names
+/// the row kind in an error.
+async fn reseal_rows<K>(
+    conn: &mut PgConnection,
+    reseal: Resealer<'_>,
+    what: &str,
+    values: Vec<(K, String, String)>,
+    update: &str,
+) -> StoreResult<u64>
+where
+    K: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + std::fmt::Display + Send,
+{
+    let mut count = 0;
+    for (key, context, sealed) in values {
+        // One value that cannot be resealed aborts the whole pass: the transaction rolls back,
+        // so no secret is left sealed under a key that is about to go away.
+        let resealed = reseal(&context, &sealed)
+            .map_err(|e| StoreError::Corrupt(format!("{what} {key} cannot be resealed: {e}")))?;
+        sqlx::query(update)
+            .bind(key)
+            .bind(resealed)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
 pub(crate) async fn reseal_all(pool: &PgPool, reseal: Resealer<'_>) -> StoreResult<u64> {
     let mut tx = pool.begin().await.map_err(backend)?;
-    // Locked so that a credential written meanwhile cannot be overwritten with a reseal of its
-    // older value.
+    let mut count = 0;
+    // Every read is FOR UPDATE, so that a value written meanwhile (a refreshed token set, a
+    // replaced credential) cannot be overwritten with a reseal of its older value.
+
     let rows: Vec<(Uuid, Uuid, Option<Uuid>, String)> = sqlx::query_as(
         "SELECT id, connector_id, user_id, sealed FROM connector_credentials ORDER BY id FOR UPDATE",
     )
     .fetch_all(&mut *tx)
     .await
     .map_err(backend)?;
-    let mut count = 0;
-    for (id, connector, holder, sealed) in rows {
-        let context = credential_seal_context(ConnectorId(connector), holder.map(UserId));
-        let resealed = reseal(&context, &sealed).map_err(|e| {
-            StoreError::Corrupt(format!("connector credential {id} cannot be resealed: {e}"))
-        })?;
-        sqlx::query("UPDATE connector_credentials SET sealed = $2 WHERE id = $1")
-            .bind(id)
-            .bind(resealed)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        count += 1;
-    }
+    let values = rows
+        .into_iter()
+        .map(|(id, connector, holder, sealed)| {
+            let context = credential_seal_context(ConnectorId(connector), holder.map(UserId));
+            (id, context, sealed)
+        })
+        .collect();
+    count += reseal_rows(
+        &mut tx,
+        reseal,
+        "connector credential",
+        values,
+        "UPDATE connector_credentials SET sealed = $2 WHERE id = $1",
+    )
+    .await?;
+
+    let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
+        "SELECT id, connector_id, issuer, sealed FROM oauth_clients ORDER BY id FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let values = rows
+        .into_iter()
+        .map(|(id, connector, issuer, sealed)| {
+            (
+                id,
+                client_seal_context(ConnectorId(connector), &issuer),
+                sealed,
+            )
+        })
+        .collect();
+    count += reseal_rows(
+        &mut tx,
+        reseal,
+        "oauth client",
+        values,
+        "UPDATE oauth_clients SET sealed = $2 WHERE id = $1",
+    )
+    .await?;
+
+    let rows: Vec<(Uuid, Uuid, Option<Uuid>, String, String)> = sqlx::query_as(
+        "SELECT id, connector_id, user_id, issuer, sealed FROM oauth_grants ORDER BY id FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let values = rows
+        .into_iter()
+        .map(|(id, connector, holder, issuer, sealed)| {
+            let context = grant_seal_context(ConnectorId(connector), holder.map(UserId), &issuer);
+            (id, context, sealed)
+        })
+        .collect();
+    count += reseal_rows(
+        &mut tx,
+        reseal,
+        "oauth grant",
+        values,
+        "UPDATE oauth_grants SET sealed = $2 WHERE id = $1",
+    )
+    .await?;
+
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT state_hash, sealed FROM oauth_pending ORDER BY state_hash COLLATE \"C\" FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let values = rows
+        .into_iter()
+        .map(|(state_hash, sealed)| {
+            let context = pending_seal_context(&state_hash);
+            (state_hash, context, sealed)
+        })
+        .collect();
+    count += reseal_rows(
+        &mut tx,
+        reseal,
+        "pending authorization",
+        values,
+        "UPDATE oauth_pending SET sealed = $2 WHERE state_hash = $1",
+    )
+    .await?;
+
     tx.commit().await.map_err(backend)?;
     Ok(count)
 }

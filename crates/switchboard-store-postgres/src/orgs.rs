@@ -322,34 +322,38 @@ pub(crate) async fn remove_member(
     if current.role == Role::Owner && owner_count(&mut tx, org).await? <= 1 {
         return Err(StoreError::LastOwner);
     }
-    // What the member kept in this organization goes with them; their preferences and
-    // credentials elsewhere stay. Foreign keys cannot express "in this organization", so it is
-    // done here.
-    sqlx::query(
-        "DELETE FROM member_preferences p USING functions f, connectors c \
-         WHERE p.function_id = f.id AND f.connector_id = c.id \
-           AND c.org_id = $1 AND p.user_id = $2",
-    )
-    .bind(org.0)
-    .bind(user.0)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    sqlx::query(
-        "DELETE FROM connector_credentials k USING connectors c \
-         WHERE k.connector_id = c.id AND c.org_id = $1 AND k.user_id = $2",
-    )
-    .bind(org.0)
-    .bind(user.0)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    // The membership goes first: writers of a member's own credentials and grants hold it
+    // with FOR KEY SHARE (connectors::check_member), so this waits for any such write in
+    // flight, and the deletions below (each seeing what committed before it, under READ
+    // COMMITTED) then remove what it wrote.
     sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
         .bind(org.0)
         .bind(user.0)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+    // What the member kept in this organization goes with them; their preferences,
+    // credentials and grants elsewhere stay. Foreign keys cannot express "in this
+    // organization", so it is done here.
+    for sql in [
+        "DELETE FROM member_preferences p USING functions f, connectors c \
+         WHERE p.function_id = f.id AND f.connector_id = c.id \
+           AND c.org_id = $1 AND p.user_id = $2",
+        "DELETE FROM connector_credentials k USING connectors c \
+         WHERE k.connector_id = c.id AND c.org_id = $1 AND k.user_id = $2",
+        "DELETE FROM oauth_grants g USING connectors c \
+         WHERE g.connector_id = c.id AND c.org_id = $1 AND g.user_id = $2",
+        // The authorizations they started (for the organization or for themselves), and any
+        // that would have made them a holder.
+        "DELETE FROM oauth_pending WHERE org_id = $1 AND (user_id = $2 OR holder_user_id = $2)",
+    ] {
+        sqlx::query(sql)
+            .bind(org.0)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
     append(&mut tx, audit).await?;
     tx.commit().await.map_err(backend)
 }

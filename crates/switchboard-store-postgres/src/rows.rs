@@ -14,7 +14,9 @@ use switchboard_domain::{
     FunctionDefinition, FunctionVersion, Member, OrgSettings, OrgSlug, Organization, Session,
     Timestamp, User,
 };
-use switchboard_store::{FunctionView, StoreError, StoreResult};
+use switchboard_store::{
+    FunctionView, OAuthGrant, PendingAuthorization, StoreError, StoreResult, StoredOAuthClient,
+};
 use uuid::Uuid;
 
 /// Reads column `col`, reporting a type mismatch as corrupt data.
@@ -160,7 +162,7 @@ pub(crate) fn member(row: &PgRow) -> StoreResult<Member> {
 /// credential exists is derived, so it can never disagree with the credentials table.
 pub(crate) const CONNECTOR_COLUMNS: &str = "c.id, c.org_id, c.name, c.url, c.description, \
      c.status, c.last_error, c.auth_method, c.transport, c.protocol_version, c.created_at, \
-     c.updated_at, EXISTS (SELECT 1 FROM connector_credentials k \
+     c.updated_at, c.credential_scope, c.auth_detail, EXISTS (SELECT 1 FROM connector_credentials k \
      WHERE k.connector_id = c.id AND k.user_id IS NULL) AS has_credential";
 
 /// A connector from [`CONNECTOR_COLUMNS`].
@@ -183,10 +185,69 @@ pub(crate) fn connector(row: &PgRow) -> StoreResult<Connector> {
         last_error: get(row, "last_error")?,
         auth_method: get_parsed(row, "auth_method")?,
         has_credential: get(row, "has_credential")?,
+        credential_scope: get_parsed(row, "credential_scope")?,
+        auth_detail: get(row, "auth_detail")?,
         transport: get_parsed_opt(row, "transport")?,
         protocol_version: get(row, "protocol_version")?,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
+    })
+}
+
+/// The columns [`oauth_client`] reads, unaliased.
+pub(crate) const CLIENT_COLUMNS: &str = "id, connector_id, issuer, source, sealed, created_at";
+
+/// An OAuth client registration from [`CLIENT_COLUMNS`].
+pub(crate) fn oauth_client(row: &PgRow) -> StoreResult<StoredOAuthClient> {
+    Ok(StoredOAuthClient {
+        id: get_id(row, "id")?,
+        connector: get_id(row, "connector_id")?,
+        issuer: get(row, "issuer")?,
+        source: get_parsed(row, "source")?,
+        sealed: get(row, "sealed")?,
+        created_at: get_time(row, "created_at")?,
+    })
+}
+
+/// The columns [`oauth_grant`] reads, unaliased so they also serve `RETURNING` clauses.
+pub(crate) const GRANT_COLUMNS: &str = "id, connector_id, user_id, issuer, status, reason, \
+     sealed, expires_at, version, lease_holder, lease_until, created_at, updated_at";
+
+/// An OAuth grant from [`GRANT_COLUMNS`].
+pub(crate) fn oauth_grant(row: &PgRow) -> StoreResult<OAuthGrant> {
+    Ok(OAuthGrant {
+        id: get_id(row, "id")?,
+        connector: get_id(row, "connector_id")?,
+        holder: get_id_opt(row, "user_id")?,
+        issuer: get(row, "issuer")?,
+        status: get_parsed(row, "status")?,
+        reason: get(row, "reason")?,
+        sealed: get(row, "sealed")?,
+        expires_at: get_time_opt(row, "expires_at")?,
+        version: get(row, "version")?,
+        lease_holder: get(row, "lease_holder")?,
+        lease_until: get_time_opt(row, "lease_until")?,
+        created_at: get_time(row, "created_at")?,
+        updated_at: get_time(row, "updated_at")?,
+    })
+}
+
+/// The columns [`pending`] reads, unaliased so they also serve `RETURNING` clauses.
+pub(crate) const PENDING_COLUMNS: &str = "state_hash, org_id, connector_id, user_id, \
+     holder_user_id, binding_hash, sealed, created_at, expires_at";
+
+/// A pending authorization from [`PENDING_COLUMNS`].
+pub(crate) fn pending(row: &PgRow) -> StoreResult<PendingAuthorization> {
+    Ok(PendingAuthorization {
+        state_hash: get(row, "state_hash")?,
+        org: get_id(row, "org_id")?,
+        connector: get_id(row, "connector_id")?,
+        user: get_id(row, "user_id")?,
+        holder: get_id_opt(row, "holder_user_id")?,
+        binding_hash: get(row, "binding_hash")?,
+        sealed: get(row, "sealed")?,
+        created_at: get_time(row, "created_at")?,
+        expires_at: get_time(row, "expires_at")?,
     })
 }
 

@@ -109,8 +109,9 @@ pub(crate) async fn create(
     orgs::organization(&mut tx, new.org_id).await?;
     sqlx::query(
         "INSERT INTO connectors (id, org_id, name, name_folded, url, description, status, \
-         last_error, auth_method, transport, protocol_version, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL, NULL, ?, ?)",
+         last_error, auth_method, transport, protocol_version, created_at, updated_at, \
+         credential_scope, auth_detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL, NULL, ?, ?, ?, NULL)",
     )
     .bind(new.id.0)
     .bind(new.org_id.0)
@@ -122,6 +123,7 @@ pub(crate) async fn create(
     .bind(new.auth_method.as_str())
     .bind(new.created_at.millis())
     .bind(new.created_at.millis())
+    .bind(new.credential_scope.as_str())
     .execute(&mut *tx)
     .await
     .unique_as("name", || name_taken(new.name.as_str()))?;
@@ -194,9 +196,21 @@ pub(crate) async fn update(
         c.transport = Some(*transport);
         c.protocol_version = Some(version.clone());
     }
+    if let Some(scope) = patch.credential_scope {
+        c.credential_scope = scope;
+    }
+    if let Some(detail) = &patch.auth_detail {
+        c.auth_detail = detail.clone();
+    }
+    let auth_detail = c
+        .auth_detail
+        .as_ref()
+        .map(|d| rows::to_json("auth detail", d))
+        .transpose()?;
     sqlx::query(
         "UPDATE connectors SET name = ?, name_folded = ?, url = ?, description = ?, status = ?, \
-         last_error = ?, auth_method = ?, transport = ?, protocol_version = ?, updated_at = ? \
+         last_error = ?, auth_method = ?, transport = ?, protocol_version = ?, updated_at = ?, \
+         credential_scope = ?, auth_detail = ? \
          WHERE id = ?",
     )
     .bind(c.name.as_str())
@@ -209,6 +223,8 @@ pub(crate) async fn update(
     .bind(c.transport.map(|t| t.as_str()))
     .bind(c.protocol_version.as_deref())
     .bind(patch.updated_at.millis())
+    .bind(c.credential_scope.as_str())
+    .bind(auth_detail)
     .bind(id.0)
     .execute(&mut *tx)
     .await
@@ -229,7 +245,8 @@ pub(crate) async fn delete(
     event: &NewAuditEvent,
 ) -> StoreResult<()> {
     let mut tx = begin_write(pool).await?;
-    // Functions, versions, preferences and credentials go with it by ON DELETE CASCADE.
+    // Functions, versions, preferences, credentials, OAuth client registrations, grants and
+    // pending authorizations go with it by ON DELETE CASCADE.
     let done = sqlx::query("DELETE FROM connectors WHERE id = ? AND org_id = ?")
         .bind(id.0)
         .bind(org.0)
@@ -267,4 +284,67 @@ pub(crate) async fn credential(
         })),
         None => Ok(None),
     }
+}
+
+/// Fails with `NotFound("member")` unless `user` is a member of `org`: a member's own
+/// credentials and grants exist only while they belong to the organization (removing a member
+/// deletes them, and this keeps a late write from bringing them back).
+pub(crate) async fn check_member(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    user: UserId,
+) -> StoreResult<()> {
+    sqlx::query_scalar::<_, i64>("SELECT 1 FROM memberships WHERE org_id = ? AND user_id = ?")
+        .bind(org.0)
+        .bind(user.0)
+        .fetch_optional(conn)
+        .await
+        .db()?
+        .map(|_| ())
+        .ok_or(StoreError::NotFound("member"))
+}
+
+pub(crate) async fn set_member_credential(
+    pool: &SqlitePool,
+    org: OrgId,
+    id: ConnectorId,
+    user: UserId,
+    credential: Option<&StoredCredential>,
+    now: Timestamp,
+    event: &NewAuditEvent,
+) -> StoreResult<()> {
+    let mut tx = begin_write(pool).await?;
+    check_scope(&mut tx, org, id).await?;
+    check_member(&mut tx, org, user).await?;
+    match credential {
+        Some(c) => {
+            // An upsert on the (connector_id, user_id) index keeps the row's id on replace.
+            sqlx::query(
+                "INSERT INTO connector_credentials \
+                 (id, connector_id, user_id, kind, sealed, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (connector_id, user_id) DO UPDATE SET kind = excluded.kind, \
+                 sealed = excluded.sealed, updated_at = excluded.updated_at",
+            )
+            .bind(Uuid::now_v7())
+            .bind(id.0)
+            .bind(user.0)
+            .bind(c.kind.as_str())
+            .bind(&c.sealed)
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        }
+        None => {
+            sqlx::query("DELETE FROM connector_credentials WHERE connector_id = ? AND user_id = ?")
+                .bind(id.0)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+        }
+    }
+    audit::append(&mut tx, event).await?;
+    tx.commit().await.db()
 }

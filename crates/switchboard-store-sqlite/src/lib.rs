@@ -16,6 +16,7 @@ mod connectors;
 mod error;
 mod functions;
 mod maintenance;
+mod oauth;
 mod orgs;
 mod rows;
 
@@ -32,13 +33,13 @@ use sqlx::sqlite::{
 use sqlx::{Row, Transaction};
 use switchboard_domain::{
     ApiToken, ApiTokenId, AuditEvent, Connector, ConnectorId, Email, FloorPolicy, Function,
-    FunctionVersion, Member, MemberPreference, NewAuditEvent, NewFunctionState, OrgId, OrgSettings,
-    Organization, Role, Session, SyncSummary, Timestamp, User, UserId,
+    FunctionVersion, GrantId, Member, MemberPreference, NewAuditEvent, NewFunctionState, OrgId,
+    OrgSettings, Organization, Role, Session, SyncSummary, Timestamp, User, UserId,
 };
 use switchboard_store::{
-    AuditFilter, ConnectorPatch, DiscoveredFunction, FunctionView, NewConnector, NewOrganization,
-    NewUser, Page, PageRequest, Resealer, Snapshot, Store, StoreError, StoreResult,
-    StoredCredential,
+    AuditFilter, ConnectorPatch, DiscoveredFunction, FunctionView, NewConnector, NewGrant,
+    NewOrganization, NewUser, OAuthGrant, Page, PageRequest, PendingAuthorization, Resealer,
+    Snapshot, Store, StoreError, StoreResult, StoredCredential, StoredOAuthClient,
 };
 
 use crate::error::{DbResultExt, migrate_error};
@@ -405,6 +406,136 @@ impl Store for SqliteStore {
         holder: Option<UserId>,
     ) -> StoreResult<Option<StoredCredential>> {
         connectors::credential(&self.pool, org, id, holder).await
+    }
+
+    async fn set_member_credential(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        user: UserId,
+        credential: Option<&StoredCredential>,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()> {
+        connectors::set_member_credential(&self.pool, org, connector, user, credential, now, audit)
+            .await
+    }
+
+    async fn oauth_client(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        issuer: &str,
+    ) -> StoreResult<Option<StoredOAuthClient>> {
+        oauth::client(&self.pool, org, connector, issuer).await
+    }
+
+    async fn put_oauth_client(
+        &self,
+        org: OrgId,
+        client: &StoredOAuthClient,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()> {
+        oauth::put_client(&self.pool, org, client, audit).await
+    }
+
+    async fn delete_oauth_clients(&self, org: OrgId, connector: ConnectorId) -> StoreResult<u64> {
+        oauth::delete_clients(&self.pool, org, connector).await
+    }
+
+    async fn create_pending_authorization(
+        &self,
+        pending: &PendingAuthorization,
+    ) -> StoreResult<()> {
+        oauth::create_pending(&self.pool, pending).await
+    }
+
+    async fn take_pending_authorization(
+        &self,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<PendingAuthorization>> {
+        oauth::take_pending(&self.pool, state_hash, now).await
+    }
+
+    async fn delete_expired_pending_authorizations(&self, now: Timestamp) -> StoreResult<u64> {
+        oauth::delete_expired_pending(&self.pool, now).await
+    }
+
+    async fn oauth_grant(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        holder: Option<UserId>,
+    ) -> StoreResult<Option<OAuthGrant>> {
+        oauth::grant(&self.pool, org, connector, holder).await
+    }
+
+    async fn oauth_grant_by_id(&self, grant: GrantId) -> StoreResult<OAuthGrant> {
+        oauth::grant_by_id(&self.pool, grant).await
+    }
+
+    async fn oauth_grants_of_connector(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+    ) -> StoreResult<Vec<OAuthGrant>> {
+        oauth::grants_of_connector(&self.pool, org, connector).await
+    }
+
+    async fn save_oauth_grant(
+        &self,
+        org: OrgId,
+        grant: &NewGrant,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<OAuthGrant> {
+        oauth::save_grant(&self.pool, org, grant, audit).await
+    }
+
+    async fn claim_grant_refresh(
+        &self,
+        grant: GrantId,
+        lease_holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<Option<OAuthGrant>> {
+        oauth::claim_refresh(&self.pool, grant, lease_holder, now, until).await
+    }
+
+    async fn finish_grant_refresh(
+        &self,
+        grant: GrantId,
+        lease_holder: &str,
+        sealed: &str,
+        expires_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        oauth::finish_refresh(&self.pool, grant, lease_holder, sealed, expires_at, now).await
+    }
+
+    async fn release_grant_refresh(&self, grant: GrantId, lease_holder: &str) -> StoreResult<()> {
+        oauth::release_refresh(&self.pool, grant, lease_holder).await
+    }
+
+    async fn revoke_oauth_grant(
+        &self,
+        grant: GrantId,
+        version: i64,
+        reason: &str,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
+        oauth::revoke_grant(&self.pool, grant, version, reason, now, audit).await
+    }
+
+    async fn delete_oauth_grant(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        holder: Option<UserId>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool> {
+        oauth::delete_grant(&self.pool, org, connector, holder, audit).await
     }
 
     async fn sync_functions(

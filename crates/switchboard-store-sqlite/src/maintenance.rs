@@ -1,9 +1,12 @@
-//! Whole-database operations: resealing credentials, export and import of a [`Snapshot`], and
-//! the table layout the shared test suite compares with [`SCHEMA`].
+//! Whole-database operations: resealing every sealed value, export and import of a
+//! [`Snapshot`], and the table layout the shared test suite compares with [`SCHEMA`].
 
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{Sqlite, SqliteRow};
 use sqlx::{Row, SqliteConnection, SqlitePool};
-use switchboard_domain::{ConnectorId, UserId, credential_seal_context};
+use switchboard_domain::{
+    ConnectorId, UserId, client_seal_context, credential_seal_context, grant_seal_context,
+    pending_seal_context,
+};
 use switchboard_store::{
     Cell, ColumnType, Resealer, SCHEMA, Snapshot, StoreError, StoreResult, TableDump, TableSpec,
 };
@@ -12,33 +15,139 @@ use uuid::Uuid;
 use crate::error::{DbResultExt, corrupt};
 use crate::{accounts, begin_read, begin_write};
 
+/// Reseals the values of one table, given as (row key, seal context, sealed text), with
+/// `update` (binding the new text, then the key) writing each back. `what` names the row kind
+/// in an error.
+async fn reseal_rows<K>(
+    conn: &mut SqliteConnection,
+    reseal: Resealer<'_>,
+    what: &str,
+    values: Vec<(K, String, String)>,
+    update: &str,
+) -> StoreResult<u64>
+where
+    K: for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite> + std::fmt::Display + Send,
+{
+    let mut count = 0;
+    for (key, context, sealed) in values {
+        // One value that cannot be resealed aborts the whole pass: dropping the transaction
+        // rolls back, so no secret is left sealed under a key that is about to go away.
+        let resealed = reseal(&context, &sealed)
+            .map_err(|e| corrupt(&format!("{what} {key} could not be resealed"), e))?;
+        sqlx::query(update)
+            .bind(resealed)
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+            .db()?;
+        count += 1;
+    }
+    Ok(count)
+}
+
 pub(crate) async fn reseal_all(pool: &SqlitePool, reseal: Resealer<'_>) -> StoreResult<u64> {
     let mut tx = begin_write(pool).await?;
+    let uuid = |row: &SqliteRow, column: &str| row.try_get::<Uuid, _>(column).db();
+    let holder = |row: &SqliteRow| {
+        Ok::<_, StoreError>(row.try_get::<Option<Uuid>, _>("user_id").db()?.map(UserId))
+    };
+    let text = |row: &SqliteRow, column: &str| row.try_get::<String, _>(column).db();
+    let mut count = 0;
+
     let found = sqlx::query(
         "SELECT id, connector_id, user_id, sealed FROM connector_credentials ORDER BY id",
     )
     .fetch_all(&mut *tx)
     .await
     .db()?;
-    let mut count = 0;
-    for row in &found {
-        let id: Uuid = row.try_get("id").db()?;
-        let connector: Uuid = row.try_get("connector_id").db()?;
-        let holder: Option<Uuid> = row.try_get("user_id").db()?;
-        let sealed: String = row.try_get("sealed").db()?;
-        let context = credential_seal_context(ConnectorId(connector), holder.map(UserId));
-        // One value that cannot be resealed aborts the whole pass: dropping the transaction
-        // rolls back, so no credential is left sealed under a key that is about to go away.
-        let resealed = reseal(&context, &sealed)
-            .map_err(|e| corrupt(&format!("credential {id} could not be resealed"), e))?;
-        sqlx::query("UPDATE connector_credentials SET sealed = ? WHERE id = ?")
-            .bind(resealed)
-            .bind(id)
-            .execute(&mut *tx)
+    let values = found
+        .iter()
+        .map(|row| {
+            let context =
+                credential_seal_context(ConnectorId(uuid(row, "connector_id")?), holder(row)?);
+            Ok((uuid(row, "id")?, context, text(row, "sealed")?))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    count += reseal_rows(
+        &mut tx,
+        reseal,
+        "credential",
+        values,
+        "UPDATE connector_credentials SET sealed = ? WHERE id = ?",
+    )
+    .await?;
+
+    let found =
+        sqlx::query("SELECT id, connector_id, issuer, sealed FROM oauth_clients ORDER BY id")
+            .fetch_all(&mut *tx)
             .await
             .db()?;
-        count += 1;
-    }
+    let values = found
+        .iter()
+        .map(|row| {
+            let context = client_seal_context(
+                ConnectorId(uuid(row, "connector_id")?),
+                &text(row, "issuer")?,
+            );
+            Ok((uuid(row, "id")?, context, text(row, "sealed")?))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    count += reseal_rows(
+        &mut tx,
+        reseal,
+        "oauth client",
+        values,
+        "UPDATE oauth_clients SET sealed = ? WHERE id = ?",
+    )
+    .await?;
+
+    let found = sqlx::query(
+        "SELECT id, connector_id, user_id, issuer, sealed FROM oauth_grants ORDER BY id",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .db()?;
+    let values = found
+        .iter()
+        .map(|row| {
+            let context = grant_seal_context(
+                ConnectorId(uuid(row, "connector_id")?),
+                holder(row)?,
+                &text(row, "issuer")?,
+            );
+            Ok((uuid(row, "id")?, context, text(row, "sealed")?))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    count += reseal_rows(
+        &mut tx,
+        reseal,
+        "oauth grant",
+        values,
+        "UPDATE oauth_grants SET sealed = ? WHERE id = ?",
+    )
+    .await?;
+
+    let found = sqlx::query("SELECT state_hash, sealed FROM oauth_pending ORDER BY state_hash")
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+    let values = found
+        .iter()
+        .map(|row| {
+            let state_hash = text(row, "state_hash")?;
+            let context = pending_seal_context(&state_hash);
+            Ok((state_hash, context, text(row, "sealed")?))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    count += reseal_rows(
+        &mut tx,
+        reseal,
+        "pending authorization",
+        values,
+        "UPDATE oauth_pending SET sealed = ? WHERE state_hash = ?",
+    )
+    .await?;
+
     tx.commit().await.db()?;
     Ok(count)
 }

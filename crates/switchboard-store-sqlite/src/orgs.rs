@@ -311,15 +311,22 @@ pub(crate) async fn remove_member(
     .execute(&mut *tx)
     .await
     .db()?;
-    sqlx::query(
+    for sql in [
         "DELETE FROM connector_credentials WHERE user_id = ? AND connector_id IN \
          (SELECT id FROM connectors WHERE org_id = ?)",
-    )
-    .bind(user.0)
-    .bind(org.0)
-    .execute(&mut *tx)
-    .await
-    .db()?;
+        "DELETE FROM oauth_grants WHERE user_id = ? AND connector_id IN \
+         (SELECT id FROM connectors WHERE org_id = ?)",
+        // Both the authorizations they started (for the organization or for themselves) and
+        // any that would have made them a holder.
+        "DELETE FROM oauth_pending WHERE (user_id = ?1 OR holder_user_id = ?1) AND org_id = ?2",
+    ] {
+        sqlx::query(sql)
+            .bind(user.0)
+            .bind(org.0)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+    }
     audit::append(&mut tx, event).await?;
     tx.commit().await.db()
 }

@@ -7,10 +7,13 @@ use sqlx::Row;
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use switchboard_domain::{
     ApiToken, ApiTokenId, AuditEvent, AuditEventId, Connector, ConnectorId, ConnectorName,
-    ConnectorUrl, Description, Email, Function, FunctionDefinition, FunctionId, Member, OrgId,
-    OrgSettings, OrgSlug, Organization, Session, Timestamp, User, UserId, ValidationError,
+    ConnectorUrl, Description, Email, Function, FunctionDefinition, FunctionId, GrantId, Member,
+    OAuthClientId, OrgId, OrgSettings, OrgSlug, Organization, Session, Timestamp, User, UserId,
+    ValidationError,
 };
-use switchboard_store::{FunctionView, StoreResult};
+use switchboard_store::{
+    FunctionView, OAuthGrant, PendingAuthorization, StoreResult, StoredOAuthClient,
+};
 use uuid::Uuid;
 
 use crate::error::{DbResultExt, corrupt};
@@ -31,10 +34,21 @@ pub(crate) const TOKEN_COLS: &str = "t.id AS t_id, t.user_id AS t_user_id, t.nam
 /// A connector's columns from a table aliased `c`, with whether it has a shared credential.
 pub(crate) const CONNECTOR_SELECT: &str = "SELECT c.id, c.org_id, c.name, c.url, \
      c.description, c.status, c.last_error, c.auth_method, c.transport, c.protocol_version, \
-     c.created_at, c.updated_at, \
+     c.created_at, c.updated_at, c.credential_scope, c.auth_detail, \
      EXISTS (SELECT 1 FROM connector_credentials k \
              WHERE k.connector_id = c.id AND k.user_id IS NULL) AS has_credential \
      FROM connectors c";
+
+/// An OAuth client registration's columns.
+pub(crate) const CLIENT_COLS: &str = "id, connector_id, issuer, source, sealed, created_at";
+
+/// An OAuth grant's columns, unaliased so they also serve `RETURNING` clauses.
+pub(crate) const GRANT_COLS: &str = "id, connector_id, user_id, issuer, status, reason, sealed, \
+     expires_at, version, lease_holder, lease_until, created_at, updated_at";
+
+/// A pending authorization's columns, unaliased so they also serve `RETURNING` clauses.
+pub(crate) const PENDING_COLS: &str = "state_hash, org_id, connector_id, user_id, \
+     holder_user_id, binding_hash, sealed, created_at, expires_at";
 
 /// A function's columns, read from a table aliased `f`.
 pub(crate) const FUNCTION_COLS: &str = "f.id, f.connector_id, f.definition, \
@@ -90,6 +104,19 @@ pub(crate) fn json_col<T: serde::de::DeserializeOwned>(
 ) -> StoreResult<T> {
     let raw: String = get(row, column)?;
     serde_json::from_str(&raw).map_err(|e| corrupt(column, e))
+}
+
+/// Reads a nullable JSON text column into a typed value.
+pub(crate) fn opt_json_col<T: serde::de::DeserializeOwned>(
+    row: &SqliteRow,
+    column: &str,
+) -> StoreResult<Option<T>> {
+    match get::<Option<String>>(row, column)? {
+        Some(raw) => serde_json::from_str(&raw)
+            .map(Some)
+            .map_err(|e| corrupt(column, e)),
+        None => Ok(None),
+    }
 }
 
 /// Serializes a value for a JSON text column.
@@ -183,10 +210,58 @@ pub(crate) fn connector(row: &SqliteRow) -> StoreResult<Connector> {
         last_error: get(row, "last_error")?,
         auth_method: enum_col(row, "auth_method")?,
         has_credential: get(row, "has_credential")?,
+        credential_scope: enum_col(row, "credential_scope")?,
+        auth_detail: opt_json_col(row, "auth_detail")?,
         transport,
         protocol_version: get(row, "protocol_version")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
+    })
+}
+
+/// Decodes [`CLIENT_COLS`].
+pub(crate) fn oauth_client(row: &SqliteRow) -> StoreResult<StoredOAuthClient> {
+    Ok(StoredOAuthClient {
+        id: OAuthClientId(get(row, "id")?),
+        connector: ConnectorId(get(row, "connector_id")?),
+        issuer: get(row, "issuer")?,
+        source: enum_col(row, "source")?,
+        sealed: get(row, "sealed")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+/// Decodes [`GRANT_COLS`].
+pub(crate) fn oauth_grant(row: &SqliteRow) -> StoreResult<OAuthGrant> {
+    Ok(OAuthGrant {
+        id: GrantId(get(row, "id")?),
+        connector: ConnectorId(get(row, "connector_id")?),
+        holder: get::<Option<Uuid>>(row, "user_id")?.map(UserId),
+        issuer: get(row, "issuer")?,
+        status: enum_col(row, "status")?,
+        reason: get(row, "reason")?,
+        sealed: get(row, "sealed")?,
+        expires_at: opt_ts(row, "expires_at")?,
+        version: get(row, "version")?,
+        lease_holder: get(row, "lease_holder")?,
+        lease_until: opt_ts(row, "lease_until")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+/// Decodes [`PENDING_COLS`].
+pub(crate) fn pending(row: &SqliteRow) -> StoreResult<PendingAuthorization> {
+    Ok(PendingAuthorization {
+        state_hash: get(row, "state_hash")?,
+        org: OrgId(get(row, "org_id")?),
+        connector: ConnectorId(get(row, "connector_id")?),
+        user: UserId(get(row, "user_id")?),
+        holder: get::<Option<Uuid>>(row, "holder_user_id")?.map(UserId),
+        binding_hash: get(row, "binding_hash")?,
+        sealed: get(row, "sealed")?,
+        created_at: ts(row, "created_at")?,
+        expires_at: ts(row, "expires_at")?,
     })
 }
 

@@ -20,8 +20,8 @@ pub use uuid::Uuid;
 use async_trait::async_trait;
 use switchboard_domain::{
     ApiToken, ApiTokenId, AuditEvent, Connector, ConnectorId, Email, FloorPolicy, Function,
-    FunctionVersion, Member, MemberPreference, NewAuditEvent, NewFunctionState, OrgId, OrgSettings,
-    Organization, Role, Session, SyncSummary, Timestamp, User, UserId,
+    FunctionVersion, GrantId, Member, MemberPreference, NewAuditEvent, NewFunctionState, OrgId,
+    OrgSettings, Organization, Role, Session, SyncSummary, Timestamp, User, UserId,
 };
 
 /// Why a store operation failed.
@@ -214,7 +214,8 @@ pub trait Store: Send + Sync + 'static {
         role: Role,
         audit: &NewAuditEvent,
     ) -> StoreResult<Member>;
-    /// Removes a member and their preferences and credentials in this organization;
+    /// Removes a member and what they keep in this organization (preferences, static
+    /// credentials, OAuth grants, and pending authorizations they started or would hold);
     /// `LastOwner` if they are its last owner.
     async fn remove_member(
         &self,
@@ -245,7 +246,8 @@ pub trait Store: Send + Sync + 'static {
         patch: &ConnectorPatch,
         audit: &NewAuditEvent,
     ) -> StoreResult<Connector>;
-    /// Deletes a connector with its functions, policies and credentials.
+    /// Deletes a connector with its functions, policies, credentials, OAuth client
+    /// registrations, grants and pending authorizations.
     async fn delete_connector(
         &self,
         org: OrgId,
@@ -259,6 +261,139 @@ pub trait Store: Send + Sync + 'static {
         id: ConnectorId,
         holder: Option<UserId>,
     ) -> StoreResult<Option<StoredCredential>>;
+    /// Stores, replaces or (with `None`) removes `user`'s own static credential for a
+    /// connector. `NotFound("connector")` for a connector of another organization,
+    /// `NotFound("member")` if `user` is not a member of `org`.
+    async fn set_member_credential(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        user: UserId,
+        credential: Option<&StoredCredential>,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    // ---- OAuth client registrations ----------------------------------------------------
+
+    /// The connector's client registration with authorization server `issuer`, if any.
+    async fn oauth_client(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        issuer: &str,
+    ) -> StoreResult<Option<StoredOAuthClient>>;
+    /// Stores a client registration; one the connector already has with the same issuer is
+    /// replaced, id included, so the stored row is exactly `client` afterwards.
+    async fn put_oauth_client(
+        &self,
+        org: OrgId,
+        client: &StoredOAuthClient,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// Forgets every client registration of a connector (for example when its URL, and so
+    /// perhaps its authorization server, changed); returns how many there were.
+    async fn delete_oauth_clients(&self, org: OrgId, connector: ConnectorId) -> StoreResult<u64>;
+
+    // ---- pending authorizations --------------------------------------------------------
+
+    /// Stores an authorization that was just started. `NotFound("connector")` if the
+    /// connector is not `pending.org`'s; `Conflict` on `state` if the state hash is taken.
+    async fn create_pending_authorization(&self, pending: &PendingAuthorization)
+    -> StoreResult<()>;
+    /// Takes the pending authorization with this state hash: removes it and returns it, so a
+    /// callback can complete it only once, on whichever replica it arrives. An expired one
+    /// (`expires_at <= now`) is removed too but not returned.
+    async fn take_pending_authorization(
+        &self,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<PendingAuthorization>>;
+    /// Removes pending authorizations that expired at or before `now`; returns how many.
+    async fn delete_expired_pending_authorizations(&self, now: Timestamp) -> StoreResult<u64>;
+
+    // ---- OAuth grants ------------------------------------------------------------------
+
+    /// The grant `holder` (`None`: the organization) has for a connector, revoked or not.
+    async fn oauth_grant(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        holder: Option<UserId>,
+    ) -> StoreResult<Option<OAuthGrant>>;
+    /// A grant by id, whatever its organization: for the refresh path, which starts from a
+    /// grant id. `NotFound("oauth grant")` if it is gone.
+    async fn oauth_grant_by_id(&self, grant: GrantId) -> StoreResult<OAuthGrant>;
+    /// Every grant of a connector (the organization's and its members'), by id.
+    async fn oauth_grants_of_connector(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+    ) -> StoreResult<Vec<OAuthGrant>>;
+    /// Stores the tokens of a completed authorization as the holder's grant for the
+    /// connector. A grant the holder already has is replaced in place (its id and creation time
+    /// stay): new issuer and tokens, status active, no reason, version + 1, lease cleared. A
+    /// new grant starts at version 1. `NotFound("connector")` for another organization's
+    /// connector, `NotFound("member")` if a member holder is not a member of `org`.
+    async fn save_oauth_grant(
+        &self,
+        org: OrgId,
+        grant: &NewGrant,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<OAuthGrant>;
+    /// Claims the right to refresh an active grant until `until`, so that of all processes
+    /// sharing the database only one spends the refresh token (a rotated refresh token is
+    /// single-use, and reusing it can make the server revoke the whole grant).
+    ///
+    /// Succeeds, returning the grant as it stands under the lease, when the grant is active and
+    /// nobody holds an unexpired lease (`lease_until` unset or before `now`); otherwise
+    /// returns `None`, also for a grant that is gone. The winner must refresh with the tokens
+    /// returned here, not with ones read earlier: another process may have finished a refresh
+    /// in between. `lease_holder` must be unique to this attempt.
+    async fn claim_grant_refresh(
+        &self,
+        grant: GrantId,
+        lease_holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<Option<OAuthGrant>>;
+    /// Stores the token set a refresh produced, version + 1, and clears the lease, but only
+    /// while `lease_holder` still holds it; returns whether it did. A lease whose time ran out
+    /// still counts as held until someone else claims it, because the server has already
+    /// rotated the refresh token and dropping the new one would lose the grant.
+    async fn finish_grant_refresh(
+        &self,
+        grant: GrantId,
+        lease_holder: &str,
+        sealed: &str,
+        expires_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Gives up a refresh lease without new tokens (the refresh failed for a passing reason);
+    /// does nothing unless `lease_holder` holds it.
+    async fn release_grant_refresh(&self, grant: GrantId, lease_holder: &str) -> StoreResult<()>;
+    /// Marks a grant revoked with `reason` and clears its lease, but only while it is active
+    /// and still at `version`, the version whose tokens the server refused: newer tokens (from
+    /// a new authorization or another process's refresh) are not what was refused. Returns
+    /// whether it revoked; the audit event is appended only then. `NotFound("oauth grant")` if the
+    /// grant is gone.
+    async fn revoke_oauth_grant(
+        &self,
+        grant: GrantId,
+        version: i64,
+        reason: &str,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
+    /// Deletes the grant `holder` has for a connector; returns whether there was one. The
+    /// audit event is appended only when a grant was deleted.
+    async fn delete_oauth_grant(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        holder: Option<UserId>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
 
     // ---- functions and policies --------------------------------------------------------
 
@@ -341,7 +476,8 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- maintenance -------------------------------------------------------------------
 
-    /// Reseals every sealed value in one transaction; returns how many were rewritten.
+    /// Reseals every sealed value (connector credentials, OAuth client registrations, grants
+    /// and pending authorizations) in one transaction; returns how many were rewritten.
     async fn reseal_all(&self, reseal: Resealer<'_>) -> StoreResult<u64>;
     /// Every row of every table in [`SCHEMA`].
     async fn export(&self) -> StoreResult<Snapshot>;

@@ -1,10 +1,12 @@
 //! The values passed into and out of the store that are not domain entities themselves.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use switchboard_domain::{
-    AuditAction, AuthMethod, ConnectorId, ConnectorName, ConnectorStatus, ConnectorUrl,
-    CredentialKind, Description, Email, Function, FunctionDefinition, MemberPreference, OrgId,
-    OrgSettings, OrgSlug, Timestamp, Transport, UserId,
+    AuditAction, AuthMethod, ClientSource, ConnectorId, ConnectorName, ConnectorStatus,
+    ConnectorUrl, CredentialKind, CredentialScope, Description, Email, Function,
+    FunctionDefinition, GrantId, GrantStatus, MemberPreference, OAuthClientId, OrgId, OrgSettings,
+    OrgSlug, Timestamp, Transport, UserId,
 };
 use uuid::Uuid;
 
@@ -73,6 +75,8 @@ pub struct NewConnector {
     pub status: ConnectorStatus,
     /// How to authenticate.
     pub auth_method: AuthMethod,
+    /// Who holds its credential (usually [`CredentialScope::Shared`]).
+    pub credential_scope: CredentialScope,
     /// The organization's shared credential, if one is given now.
     pub credential: Option<StoredCredential>,
     /// Creation time.
@@ -96,6 +100,11 @@ pub struct ConnectorPatch {
     pub transport: Option<(Transport, String)>,
     /// A new shared credential (`Some(None)` removes it).
     pub credential: Option<Option<StoredCredential>>,
+    /// A new credential scope. Changing it leaves stored credentials and grants in place;
+    /// removing those that no longer apply is the caller's decision.
+    pub credential_scope: Option<CredentialScope>,
+    /// What auth detection found (`Some(None)` clears it).
+    pub auth_detail: Option<Option<Value>>,
     /// When the change is made.
     pub updated_at: Timestamp,
 }
@@ -111,8 +120,172 @@ impl ConnectorPatch {
             auth_method: None,
             transport: None,
             credential: None,
+            credential_scope: None,
+            auth_detail: None,
             updated_at: now,
         }
+    }
+}
+
+/// Switchboard's client registration with one authorization server, for one connector.
+///
+/// `sealed` holds the client credentials (the client id and, for confidential clients, the
+/// secret), sealed for [`switchboard_domain::client_seal_context`] of `connector` and `issuer`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredOAuthClient {
+    /// Its id.
+    pub id: OAuthClientId,
+    /// The connector it was registered for.
+    pub connector: ConnectorId,
+    /// The authorization server's issuer identifier (RFC 8414 `issuer`).
+    pub issuer: String,
+    /// How the registration came about.
+    pub source: ClientSource,
+    /// The sealed client credentials.
+    pub sealed: String,
+    /// When it was registered.
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for StoredOAuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredOAuthClient")
+            .field("id", &self.id)
+            .field("connector", &self.connector)
+            .field("issuer", &self.issuer)
+            .field("source", &self.source)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authorization that was started (the person was sent to the authorization server) and
+/// awaits its callback. Kept in the database, not in memory, because any replica may receive
+/// the callback.
+///
+/// `sealed` holds what the callback needs and nobody else may read (such as the PKCE
+/// verifier), sealed for [`switchboard_domain::pending_seal_context`] of `state_hash`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingAuthorization {
+    /// The SHA-256 of the `state` parameter: the key the callback looks it up by. Only the
+    /// hash is stored, so reading the table does not let anyone complete the flow.
+    pub state_hash: String,
+    /// The organization of the connector.
+    pub org: OrgId,
+    /// The connector being authorized.
+    pub connector: ConnectorId,
+    /// Who started it; only they may complete it.
+    pub user: UserId,
+    /// Who will hold the grant: `None` for the organization, else a member.
+    pub holder: Option<UserId>,
+    /// The hash of the browser binding (a cookie set when the flow started), so a callback
+    /// URL replayed in another browser is refused.
+    pub binding_hash: String,
+    /// The sealed flow secrets.
+    pub sealed: String,
+    /// When it was started.
+    pub created_at: Timestamp,
+    /// When it can no longer be completed.
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for PendingAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAuthorization")
+            .field("state_hash", &self.state_hash)
+            .field("org", &self.org)
+            .field("connector", &self.connector)
+            .field("user", &self.user)
+            .field("holder", &self.holder)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The OAuth tokens one holder (the organization or a member) has for one connector.
+///
+/// `sealed` holds the token set (access token, refresh token, scopes), sealed for
+/// [`switchboard_domain::grant_seal_context`] of `connector`, `holder` and `issuer`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthGrant {
+    /// Its id; kept when the grant is replaced by a new authorization.
+    pub id: GrantId,
+    /// The connector it is for.
+    pub connector: ConnectorId,
+    /// Who holds it: `None` for the organization, else a member.
+    pub holder: Option<UserId>,
+    /// The authorization server that issued the tokens.
+    pub issuer: String,
+    /// Whether it is usable.
+    pub status: GrantStatus,
+    /// Why it was revoked, when it was.
+    pub reason: Option<String>,
+    /// The sealed token set.
+    pub sealed: String,
+    /// When the access token expires, if the server said.
+    pub expires_at: Option<Timestamp>,
+    /// Goes up by one whenever new tokens are stored, so a caller can tell whether the tokens
+    /// it used are still the current ones.
+    pub version: i64,
+    /// Who holds the refresh lease, if anyone (see [`crate::Store::claim_grant_refresh`]).
+    pub lease_holder: Option<String>,
+    /// Until when the lease holds.
+    pub lease_until: Option<Timestamp>,
+    /// When the grant was first stored.
+    pub created_at: Timestamp,
+    /// When it last changed (new tokens, a revocation).
+    pub updated_at: Timestamp,
+}
+
+impl std::fmt::Debug for OAuthGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthGrant")
+            .field("id", &self.id)
+            .field("connector", &self.connector)
+            .field("holder", &self.holder)
+            .field("issuer", &self.issuer)
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .field("expires_at", &self.expires_at)
+            .field("version", &self.version)
+            .field("lease_holder", &self.lease_holder)
+            .field("lease_until", &self.lease_until)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tokens a completed authorization produced, about to be stored as a holder's grant.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewGrant {
+    /// The id to use if the holder has no grant for the connector yet.
+    pub id: GrantId,
+    /// The connector.
+    pub connector: ConnectorId,
+    /// Who will hold it: `None` for the organization, else a member.
+    pub holder: Option<UserId>,
+    /// The authorization server that issued the tokens.
+    pub issuer: String,
+    /// The sealed token set.
+    pub sealed: String,
+    /// When the access token expires, if the server said.
+    pub expires_at: Option<Timestamp>,
+    /// When the tokens were received.
+    pub now: Timestamp,
+}
+
+impl std::fmt::Debug for NewGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewGrant")
+            .field("id", &self.id)
+            .field("connector", &self.connector)
+            .field("holder", &self.holder)
+            .field("issuer", &self.issuer)
+            .field("expires_at", &self.expires_at)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
     }
 }
 

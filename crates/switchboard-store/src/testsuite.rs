@@ -19,17 +19,20 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchboard_domain::{
-    ApiToken, ApiTokenId, AuditAction, AuditEvent, AuthMethod, Connector, ConnectorId,
-    ConnectorName, ConnectorStatus, ConnectorUrl, CredentialKind, Description, Email, FloorPolicy,
-    Function, FunctionDefinition, FunctionVersion, HttpAllowance, MemberPreference, NewAuditEvent,
-    NewFunctionState, OrgId, OrgSettings, OrgSlug, Organization, ReviewState, Role, Session,
-    SyncSummary, Timestamp, Transport, User, UserId, credential_seal_context,
+    ApiToken, ApiTokenId, AuditAction, AuditEvent, AuthMethod, ClientSource, Connector,
+    ConnectorId, ConnectorName, ConnectorStatus, ConnectorUrl, CredentialKind, CredentialScope,
+    Description, Email, FloorPolicy, Function, FunctionDefinition, FunctionVersion, GrantId,
+    GrantStatus, HttpAllowance, MemberPreference, NewAuditEvent, NewFunctionState, OAuthClientId,
+    OrgId, OrgSettings, OrgSlug, Organization, ReviewState, Role, Session, SyncSummary, Timestamp,
+    Transport, User, UserId, client_seal_context, credential_seal_context, grant_seal_context,
+    pending_seal_context,
 };
 use uuid::Uuid;
 
 use crate::{
-    AuditFilter, Cell, ConnectorPatch, DiscoveredFunction, NewConnector, NewOrganization, NewUser,
-    Page, PageRequest, SCHEMA, Snapshot, Store, StoreError, StoreResult, StoredCredential,
+    AuditFilter, Cell, ConnectorPatch, DiscoveredFunction, NewConnector, NewGrant, NewOrganization,
+    NewUser, OAuthGrant, Page, PageRequest, PendingAuthorization, SCHEMA, Snapshot, Store,
+    StoreError, StoreResult, StoredCredential, StoredOAuthClient,
 };
 
 /// A backend's actual tables, each with its column names, as the backend reports them.
@@ -104,6 +107,21 @@ const CASES: &[(&str, Case)] = cases![
     import_refuses_a_target_with_users,
     import_replaces_what_an_empty_target_holds,
     import_rejects_a_malformed_snapshot,
+    connector_credential_scope_and_auth_detail,
+    member_credentials_upsert_and_delete,
+    member_credentials_are_scoped,
+    oauth_clients_upsert_and_delete,
+    pending_authorizations_are_taken_once,
+    pending_authorizations_expire,
+    concurrent_takes_of_one_pending_authorization,
+    oauth_grants_save_and_replace,
+    oauth_grants_are_scoped,
+    grant_refresh_lease_is_exclusive,
+    concurrent_refresh_claims_have_one_winner,
+    revoke_and_delete_grants,
+    remove_member_drops_their_oauth_state,
+    delete_connector_takes_its_oauth_state,
+    reseal_all_covers_oauth_secrets,
 ];
 
 /// Runs every case, each on a fresh store from `open`, and checks that the tables `layout`
@@ -292,6 +310,7 @@ fn new_connector(org: OrgId, name: &str) -> NewConnector {
         description: None,
         status: ConnectorStatus::Connecting,
         auth_method: AuthMethod::Unknown,
+        credential_scope: CredentialScope::Shared,
         credential: None,
         created_at: at(4),
     }
@@ -313,6 +332,79 @@ fn credential(sealed: &str) -> StoredCredential {
         kind: CredentialKind::Bearer,
         sealed: sealed.to_owned(),
     }
+}
+
+/// The authorization server the OAuth cases use.
+const ISSUER: &str = "https://auth.example.org";
+
+fn oauth_client_of(connector: ConnectorId, issuer: &str, sealed: &str) -> StoredOAuthClient {
+    StoredOAuthClient {
+        id: OAuthClientId::new(),
+        connector,
+        issuer: issuer.to_owned(),
+        source: ClientSource::Dynamic,
+        sealed: sealed.to_owned(),
+        created_at: at(20),
+    }
+}
+
+/// Tokens received at `now` from [`ISSUER`], the access token valid for an hour.
+fn new_grant(connector: ConnectorId, holder: Option<UserId>, sealed: &str, now: i64) -> NewGrant {
+    NewGrant {
+        id: GrantId::new(),
+        connector,
+        holder,
+        issuer: ISSUER.to_owned(),
+        sealed: sealed.to_owned(),
+        expires_at: Some(at(now + 3_600_000)),
+        now: at(now),
+    }
+}
+
+async fn save_grant(s: &dyn Store, org: OrgId, new: &NewGrant) -> OAuthGrant {
+    s.save_oauth_grant(org, new, &ev(AuditAction::OAuthConnected).org(org))
+        .await
+        .unwrap()
+}
+
+async fn grant_now(s: &dyn Store, id: GrantId) -> OAuthGrant {
+    s.oauth_grant_by_id(id).await.unwrap()
+}
+
+/// An authorization `user` started for `holder`, under state `state`, expiring at `expires`.
+fn pending_of(
+    org: OrgId,
+    connector: ConnectorId,
+    user: UserId,
+    holder: Option<UserId>,
+    state: &str,
+    expires: i64,
+) -> PendingAuthorization {
+    PendingAuthorization {
+        state_hash: format!("state-hash-{state}"),
+        org,
+        connector,
+        user,
+        holder,
+        binding_hash: format!("binding-hash-{state}"),
+        sealed: format!("sealed-verifier-{state}"),
+        created_at: at(10),
+        expires_at: at(expires),
+    }
+}
+
+/// The state hashes of every pending authorization in the database, sorted.
+async fn pending_states(s: &dyn Store) -> Vec<String> {
+    let snapshot = s.export().await.unwrap();
+    let mut states: Vec<String> = rows_of(&snapshot, "oauth_pending")
+        .iter()
+        .map(|row| match &row[0] {
+            Cell::Text(t) => t.clone(),
+            other => panic!("state_hash is {other:?}"),
+        })
+        .collect();
+    states.sort();
+    states
 }
 
 fn definition(name: &str, description: &str) -> FunctionDefinition {
@@ -411,8 +503,9 @@ fn row(table: &str, values: &[(&str, Cell)]) -> Vec<Cell> {
         .collect()
 }
 
-/// A member's own credential for a connector, as a `connector_credentials` row. The trait
-/// has no method that stores one yet, so cases put them in through `import`.
+/// A member's own credential for a connector, as a `connector_credentials` row, for cases
+/// that build their database through `import` (which also checks that imported rows read
+/// back like rows the store wrote).
 fn member_credential_row(connector: ConnectorId, holder: UserId, sealed: &str) -> Vec<Cell> {
     row(
         "connector_credentials",
@@ -1319,6 +1412,8 @@ async fn connectors_create_and_read(cx: Cx) {
             last_error: None,
             auth_method: AuthMethod::Bearer,
             has_credential: true,
+            credential_scope: CredentialScope::Shared,
+            auth_detail: None,
             transport: None,
             protocol_version: None,
             created_at: at(10),
@@ -2729,6 +2824,12 @@ async fn populate(s: &dyn Store) -> (Organization, User, Connector) {
         .unwrap();
     let mut p = ConnectorPatch::at(at(50));
     p.transport = Some((Transport::Sse, "2024-11-05".into()));
+    p.credential_scope = Some(CredentialScope::Member);
+    p.auth_detail = Some(Some(json!({
+        "issuer": ISSUER,
+        "scopes_supported": ["read", "write"],
+        "pkce": {"methods": ["S256"], "required": true, "n": 1.5, "none": null},
+    })));
     p.status = Some((
         ConnectorStatus::NeedsAuth,
         Some("401 from the server".into()),
@@ -2767,6 +2868,42 @@ async fn populate(s: &dyn Store) -> (Organization, User, Connector) {
         at(62),
         &ev(AuditAction::PreferenceChanged),
     )
+    .await
+    .unwrap();
+    s.set_member_credential(
+        acme.id,
+        docs.id,
+        bob.id,
+        Some(&credential("bob-own")),
+        at(63),
+        &ev(AuditAction::CredentialChanged).org(acme.id),
+    )
+    .await
+    .unwrap();
+    s.put_oauth_client(
+        acme.id,
+        &oauth_client_of(docs.id, ISSUER, "client"),
+        &ev(AuditAction::OAuthClientRegistered).org(acme.id),
+    )
+    .await
+    .unwrap();
+    save_grant(s, acme.id, &new_grant(docs.id, None, "org-tokens", 64)).await;
+    let mut bobs = new_grant(docs.id, Some(bob.id), "bob-tokens", 65);
+    bobs.expires_at = None;
+    let bobs = save_grant(s, acme.id, &bobs).await;
+    // A lease in flight, so that the lease columns are copied too.
+    s.claim_grant_refresh(bobs.id, "replica-1", at(66), at(90_000))
+        .await
+        .unwrap()
+        .unwrap();
+    s.create_pending_authorization(&pending_of(
+        acme.id,
+        docs.id,
+        bob.id,
+        Some(bob.id),
+        "populate",
+        1_000_000,
+    ))
     .await
     .unwrap();
     s.append_audit(
@@ -2820,6 +2957,37 @@ async fn export_import_round_trip(cx: Cx) {
         a.session("sess", at(1)).await.unwrap()
     );
     assert_eq!(b.user_count().await.unwrap(), 3);
+    assert_eq!(
+        b.oauth_client(acme.id, docs.id, ISSUER).await.unwrap(),
+        a.oauth_client(acme.id, docs.id, ISSUER).await.unwrap()
+    );
+    let grants = a.oauth_grants_of_connector(acme.id, docs.id).await.unwrap();
+    assert_eq!(grants.len(), 2);
+    assert_eq!(
+        b.oauth_grants_of_connector(acme.id, docs.id).await.unwrap(),
+        grants
+    );
+    // The organization's credential and the member's (the grants' holders are the same two).
+    for holder in grants.iter().map(|g| g.holder) {
+        let copied = b
+            .connector_credential(acme.id, docs.id, holder)
+            .await
+            .unwrap();
+        assert!(copied.is_some());
+        assert_eq!(
+            copied,
+            a.connector_credential(acme.id, docs.id, holder)
+                .await
+                .unwrap()
+        );
+    }
+    let state = "state-hash-populate";
+    let taken = b.take_pending_authorization(state, at(1)).await.unwrap();
+    assert!(taken.is_some());
+    assert_eq!(
+        taken,
+        a.take_pending_authorization(state, at(1)).await.unwrap()
+    );
 
     // A snapshot survives its JSON form, as `db copy` may write it to a file.
     let text = serde_json::to_string(&snapshot).unwrap();
@@ -2896,4 +3064,1166 @@ async fn import_rejects_a_malformed_snapshot(cx: Cx) {
     assert_eq!(after.row_count(), 0);
     b.import(&good).await.unwrap();
     assert_eq!(b.export().await.unwrap(), good);
+}
+
+// ---- authentication: connector fields and member credentials ------------------------------
+
+async fn connector_credential_scope_and_auth_detail(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _ada) = world(s).await;
+    let mut new = new_connector(acme.id, "Docs");
+    new.credential_scope = CredentialScope::Member;
+    let docs = s
+        .create_connector(&new, &ev(AuditAction::ConnectorCreated).org(acme.id))
+        .await
+        .unwrap();
+    assert_eq!(docs.credential_scope, CredentialScope::Member);
+    assert_eq!(docs.auth_detail, None);
+    let plain = connector(s, acme.id, "Plain").await;
+    assert_eq!(plain.credential_scope, CredentialScope::Shared);
+
+    let detail = json!({
+        "issuer": ISSUER,
+        "scopes_supported": ["read", "write"],
+        "nested": {"n": 1.5, "none": null, "text": "ünïcode \"quoted\""},
+    });
+    let e = ev(AuditAction::ConnectorUpdated).org(acme.id);
+    let mut p = ConnectorPatch::at(at(10));
+    p.auth_detail = Some(Some(detail.clone()));
+    p.credential_scope = Some(CredentialScope::Shared);
+    let u = s.update_connector(acme.id, docs.id, &p, &e).await.unwrap();
+    assert_eq!(
+        u,
+        Connector {
+            credential_scope: CredentialScope::Shared,
+            auth_detail: Some(detail.clone()),
+            updated_at: at(10),
+            ..docs.clone()
+        }
+    );
+    assert_eq!(s.connector(acme.id, docs.id).await.unwrap(), u);
+    let listed = s.list_connectors(acme.id, first(10)).await.unwrap().items;
+    assert!(listed.contains(&u), "{listed:?}");
+
+    // A patch that does not mention them keeps both.
+    let mut p = ConnectorPatch::at(at(20));
+    p.status = Some((ConnectorStatus::Active, None));
+    let u2 = s.update_connector(acme.id, docs.id, &p, &e).await.unwrap();
+    assert_eq!(u2.auth_detail, Some(detail));
+    assert_eq!(u2.credential_scope, CredentialScope::Shared);
+
+    // `Some(None)` clears the detail.
+    let mut p = ConnectorPatch::at(at(30));
+    p.auth_detail = Some(None);
+    p.credential_scope = Some(CredentialScope::Member);
+    let u3 = s.update_connector(acme.id, docs.id, &p, &e).await.unwrap();
+    assert_eq!(u3.auth_detail, None);
+    assert_eq!(u3.credential_scope, CredentialScope::Member);
+    assert_eq!(s.connector(acme.id, docs.id).await.unwrap(), u3);
+}
+
+async fn member_credentials_upsert_and_delete(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let mut new = new_connector(acme.id, "Docs");
+    new.credential = Some(credential("org-secret"));
+    let docs = s
+        .create_connector(&new, &ev(AuditAction::ConnectorCreated).org(acme.id))
+        .await
+        .unwrap();
+    let e = ev(AuditAction::CredentialChanged).org(acme.id);
+    let before = audit_count(s).await;
+    let bob_row = |snapshot: &Snapshot| {
+        rows_of(snapshot, "connector_credentials")
+            .iter()
+            .find(|r| r[2] == Cell::Uuid(bob.id.0))
+            .cloned()
+    };
+
+    s.set_member_credential(
+        acme.id,
+        docs.id,
+        bob.id,
+        Some(&credential("bob-1")),
+        at(10),
+        &e,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, Some(bob.id))
+            .await
+            .unwrap(),
+        Some(credential("bob-1"))
+    );
+    let first_row = bob_row(&s.export().await.unwrap()).unwrap();
+
+    // Replacing keeps the one row (and its id); the organization's credential is untouched.
+    let replaced = StoredCredential {
+        kind: CredentialKind::Headers,
+        sealed: "bob-2".into(),
+    };
+    s.set_member_credential(acme.id, docs.id, bob.id, Some(&replaced), at(11), &e)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, Some(bob.id))
+            .await
+            .unwrap(),
+        Some(replaced.clone())
+    );
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, None)
+            .await
+            .unwrap(),
+        Some(credential("org-secret"))
+    );
+    let snapshot = s.export().await.unwrap();
+    assert_eq!(rows_of(&snapshot, "connector_credentials").len(), 2);
+    let second_row = bob_row(&snapshot).unwrap();
+    assert_eq!(second_row[0], first_row[0], "replaced in place");
+    assert_eq!(second_row[5], Cell::Int(at(11).millis()));
+
+    s.set_member_credential(
+        acme.id,
+        docs.id,
+        ada.id,
+        Some(&credential("ada-1")),
+        at(12),
+        &e,
+    )
+    .await
+    .unwrap();
+    // `has_credential` speaks of the organization's credential only.
+    let mut p = ConnectorPatch::at(at(13));
+    p.credential = Some(None);
+    let c = s
+        .update_connector(acme.id, docs.id, &p, &ev(AuditAction::ConnectorUpdated))
+        .await
+        .unwrap();
+    assert!(!c.has_credential);
+    assert!(!s.connector(acme.id, docs.id).await.unwrap().has_credential);
+
+    // Removing takes only that member's; removing what is not there is no error.
+    s.set_member_credential(acme.id, docs.id, bob.id, None, at(14), &e)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, Some(bob.id))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, Some(ada.id))
+            .await
+            .unwrap(),
+        Some(credential("ada-1"))
+    );
+    s.set_member_credential(acme.id, docs.id, bob.id, None, at(15), &e)
+        .await
+        .unwrap();
+    // Every accepted change is audited, in its own transaction.
+    assert_eq!(audit_count(s).await, before + 6);
+    let changed = log(s, acme.id)
+        .await
+        .iter()
+        .filter(|e| e.action == AuditAction::CredentialChanged)
+        .count();
+    assert_eq!(changed, 5);
+}
+
+async fn member_credentials_are_scoped(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let beta = org(s, "beta", ada.id).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let wiki = connector(s, beta.id, "Wiki").await;
+    let outsider = user(s, "eve@example.org").await;
+    let e = ev(AuditAction::CredentialChanged).org(acme.id);
+    let c = credential("x");
+    let before = s.export().await.unwrap();
+
+    for o in [beta.id, OrgId::new()] {
+        for given in [Some(&c), None] {
+            not_found(
+                s.set_member_credential(o, docs.id, bob.id, given, at(5), &e)
+                    .await,
+                "connector",
+            );
+        }
+        not_found(
+            s.connector_credential(o, docs.id, Some(bob.id)).await,
+            "connector",
+        );
+    }
+    not_found(
+        s.set_member_credential(acme.id, wiki.id, ada.id, Some(&c), at(5), &e)
+            .await,
+        "connector",
+    );
+    not_found(
+        s.set_member_credential(acme.id, ConnectorId::new(), ada.id, Some(&c), at(5), &e)
+            .await,
+        "connector",
+    );
+    // Only a member of the connector's organization can hold a credential there.
+    for who in [outsider.id, UserId::new()] {
+        not_found(
+            s.set_member_credential(acme.id, docs.id, who, Some(&c), at(5), &e)
+                .await,
+            "member",
+        );
+    }
+    not_found(
+        s.set_member_credential(beta.id, wiki.id, bob.id, Some(&c), at(5), &e)
+            .await,
+        "member",
+    );
+    assert_eq!(
+        s.export().await.unwrap(),
+        before,
+        "a refused write changes nothing at all"
+    );
+}
+
+// ---- authentication: OAuth clients and pending authorizations -----------------------------
+
+async fn oauth_clients_upsert_and_delete(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let wiki = connector(s, acme.id, "Wiki").await;
+    let e = ev(AuditAction::OAuthClientRegistered).org(acme.id);
+    let before = audit_count(s).await;
+    assert_eq!(
+        s.oauth_client(acme.id, docs.id, ISSUER).await.unwrap(),
+        None
+    );
+
+    let first = oauth_client_of(docs.id, ISSUER, "client-1");
+    s.put_oauth_client(acme.id, &first, &e).await.unwrap();
+    assert_eq!(
+        s.oauth_client(acme.id, docs.id, ISSUER).await.unwrap(),
+        Some(first.clone())
+    );
+    // Another issuer is another registration; another connector keeps its own.
+    let other = oauth_client_of(docs.id, "https://other.example.org", "client-x");
+    s.put_oauth_client(acme.id, &other, &e).await.unwrap();
+    let wikis = oauth_client_of(wiki.id, ISSUER, "client-w");
+    s.put_oauth_client(acme.id, &wikis, &e).await.unwrap();
+
+    // Registering again with the same issuer replaces the registration whole, id included.
+    let second = StoredOAuthClient {
+        source: ClientSource::Preregistered,
+        created_at: at(30),
+        ..oauth_client_of(docs.id, ISSUER, "client-2")
+    };
+    s.put_oauth_client(acme.id, &second, &e).await.unwrap();
+    assert_eq!(
+        s.oauth_client(acme.id, docs.id, ISSUER).await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(
+        s.oauth_client(acme.id, docs.id, &other.issuer)
+            .await
+            .unwrap(),
+        Some(other.clone())
+    );
+    assert_eq!(
+        rows_of(&s.export().await.unwrap(), "oauth_clients").len(),
+        3
+    );
+    // Issuers are compared exactly.
+    assert_eq!(
+        s.oauth_client(acme.id, docs.id, "https://AUTH.example.org")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(audit_count(s).await, before + 4);
+
+    // Scope: another organization sees no connector, and changes nothing.
+    let beta = org(s, "beta", ada.id).await;
+    let snapshot = s.export().await.unwrap();
+    for o in [beta.id, OrgId::new()] {
+        not_found(s.oauth_client(o, wiki.id, ISSUER).await, "connector");
+        not_found(s.put_oauth_client(o, &wikis, &e).await, "connector");
+        not_found(s.delete_oauth_clients(o, wiki.id).await, "connector");
+    }
+    assert_eq!(s.export().await.unwrap(), snapshot);
+
+    assert_eq!(s.delete_oauth_clients(acme.id, docs.id).await.unwrap(), 2);
+    assert_eq!(
+        s.oauth_client(acme.id, docs.id, ISSUER).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.oauth_client(acme.id, wiki.id, ISSUER).await.unwrap(),
+        Some(wikis)
+    );
+    assert_eq!(s.delete_oauth_clients(acme.id, docs.id).await.unwrap(), 0);
+}
+
+async fn pending_authorizations_are_taken_once(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let for_org = pending_of(acme.id, docs.id, ada.id, None, "one", 1_000);
+    let for_bob = pending_of(acme.id, docs.id, bob.id, Some(bob.id), "two", 1_000);
+    s.create_pending_authorization(&for_org).await.unwrap();
+    s.create_pending_authorization(&for_bob).await.unwrap();
+
+    // A state hash is taken once; a clash changes nothing.
+    let before = s.export().await.unwrap();
+    conflict(
+        s.create_pending_authorization(&pending_of(acme.id, docs.id, bob.id, None, "one", 2_000))
+            .await,
+        "state",
+    );
+    // The connector must be the given organization's.
+    let beta = org(s, "beta", ada.id).await;
+    let before_beta = s.export().await.unwrap();
+    not_found(
+        s.create_pending_authorization(&pending_of(beta.id, docs.id, ada.id, None, "x", 1_000))
+            .await,
+        "connector",
+    );
+    not_found(
+        s.create_pending_authorization(&pending_of(
+            acme.id,
+            ConnectorId::new(),
+            ada.id,
+            None,
+            "y",
+            1_000,
+        ))
+        .await,
+        "connector",
+    );
+    assert_eq!(s.export().await.unwrap(), before_beta);
+    assert_eq!(
+        rows_of(&before, "oauth_pending"),
+        rows_of(&before_beta, "oauth_pending")
+    );
+
+    assert_eq!(
+        s.take_pending_authorization(&for_org.state_hash, at(500))
+            .await
+            .unwrap(),
+        Some(for_org.clone())
+    );
+    assert_eq!(
+        s.take_pending_authorization(&for_org.state_hash, at(500))
+            .await
+            .unwrap(),
+        None,
+        "a second callback with the same state finds nothing"
+    );
+    assert_eq!(
+        s.take_pending_authorization("state-hash-unknown", at(500))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.take_pending_authorization(&for_bob.state_hash, at(999))
+            .await
+            .unwrap(),
+        Some(for_bob)
+    );
+    assert!(pending_states(s).await.is_empty());
+}
+
+async fn pending_authorizations_expire(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let [early, late, later] = [("early", 100), ("late", 200), ("later", 300)]
+        .map(|(state, expires)| pending_of(acme.id, docs.id, ada.id, None, state, expires));
+    for p in [&early, &late, &later] {
+        s.create_pending_authorization(p).await.unwrap();
+    }
+    // Expired at its expiry time exactly, like a session; taking an expired one removes it.
+    assert_eq!(
+        s.take_pending_authorization(&early.state_hash, at(100))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        pending_states(s).await,
+        vec![late.state_hash.clone(), later.state_hash.clone()]
+    );
+    assert_eq!(
+        s.delete_expired_pending_authorizations(at(199))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.delete_expired_pending_authorizations(at(200))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.take_pending_authorization(&later.state_hash, at(299))
+            .await
+            .unwrap(),
+        Some(later)
+    );
+    assert_eq!(
+        s.delete_expired_pending_authorizations(at(10_000))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn concurrent_takes_of_one_pending_authorization(cx: Cx) {
+    let s = cx.store.clone();
+    let (acme, ada) = world(&*s).await;
+    let docs = connector(&*s, acme.id, "Docs").await;
+    for round in 0..3 {
+        let p = pending_of(
+            acme.id,
+            docs.id,
+            ada.id,
+            None,
+            &format!("round-{round}"),
+            10_000,
+        );
+        s.create_pending_authorization(&p).await.unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let s = s.clone();
+                let state = p.state_hash.clone();
+                tokio::spawn(async move { s.take_pending_authorization(&state, at(5)).await })
+            })
+            .collect();
+        let mut taken = 0;
+        for task in tasks {
+            if let Some(got) = task.await.unwrap().unwrap() {
+                assert_eq!(got, p);
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, 1, "round {round}: exactly one callback completes");
+    }
+}
+
+// ---- authentication: OAuth grants ---------------------------------------------------------
+
+async fn oauth_grants_save_and_replace(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let before = audit_count(s).await;
+    assert_eq!(s.oauth_grant(acme.id, docs.id, None).await.unwrap(), None);
+    assert!(
+        s.oauth_grants_of_connector(acme.id, docs.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let first = new_grant(docs.id, None, "org-tokens-1", 10);
+    let org_grant = save_grant(s, acme.id, &first).await;
+    assert_eq!(
+        org_grant,
+        OAuthGrant {
+            id: first.id,
+            connector: docs.id,
+            holder: None,
+            issuer: ISSUER.into(),
+            status: GrantStatus::Active,
+            reason: None,
+            sealed: "org-tokens-1".into(),
+            expires_at: first.expires_at,
+            version: 1,
+            lease_holder: None,
+            lease_until: None,
+            created_at: at(10),
+            updated_at: at(10),
+        }
+    );
+    assert_eq!(
+        s.oauth_grant(acme.id, docs.id, None).await.unwrap(),
+        Some(org_grant.clone())
+    );
+    assert_eq!(grant_now(s, first.id).await, org_grant);
+    assert_eq!(
+        s.oauth_grant(acme.id, docs.id, Some(bob.id)).await.unwrap(),
+        None
+    );
+
+    // A member's grant is a second one, beside the organization's.
+    let bobs = save_grant(
+        s,
+        acme.id,
+        &new_grant(docs.id, Some(bob.id), "bob-tokens-1", 11),
+    )
+    .await;
+    assert_eq!((bobs.holder, bobs.version), (Some(bob.id), 1));
+    assert_eq!(
+        s.oauth_grant(acme.id, docs.id, Some(bob.id)).await.unwrap(),
+        Some(bobs.clone())
+    );
+
+    // Saving again replaces in place: the id and creation time stay; issuer, tokens and expiry
+    // are new; the version goes up; a revocation and a lease in flight are cleared.
+    s.claim_grant_refresh(org_grant.id, "replica-a", at(12), at(60_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        s.revoke_oauth_grant(
+            org_grant.id,
+            1,
+            "invalid_grant",
+            at(13),
+            &ev(AuditAction::OAuthGrantRevoked).org(acme.id),
+        )
+        .await
+        .unwrap()
+    );
+    let mut again = new_grant(docs.id, None, "org-tokens-2", 20);
+    again.issuer = "https://new-auth.example.org".into();
+    again.expires_at = None;
+    let replaced = save_grant(s, acme.id, &again).await;
+    assert_eq!(
+        replaced,
+        OAuthGrant {
+            issuer: again.issuer.clone(),
+            sealed: "org-tokens-2".into(),
+            expires_at: None,
+            version: 2,
+            updated_at: at(20),
+            ..org_grant.clone()
+        }
+    );
+    not_found(s.oauth_grant_by_id(again.id).await, "oauth grant");
+    assert_eq!(grant_now(s, org_grant.id).await, replaced);
+
+    let mut expected = vec![replaced, bobs];
+    expected.sort_by_key(|g| g.id.0);
+    assert_eq!(
+        s.oauth_grants_of_connector(acme.id, docs.id).await.unwrap(),
+        expected
+    );
+    assert_eq!(rows_of(&s.export().await.unwrap(), "oauth_grants").len(), 2);
+    // Three saves and one revocation; claiming a lease is not audited.
+    assert_eq!(audit_count(s).await, before + 4);
+}
+
+async fn oauth_grants_are_scoped(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let beta = org(s, "beta", ada.id).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let wiki = connector(s, beta.id, "Wiki").await;
+    let outsider = user(s, "eve@example.org").await;
+    let g = save_grant(s, acme.id, &new_grant(docs.id, None, "tokens", 5)).await;
+    let before = s.export().await.unwrap();
+    let e = ev(AuditAction::OAuthConnected).org(beta.id);
+
+    for o in [beta.id, OrgId::new()] {
+        not_found(s.oauth_grant(o, docs.id, None).await, "connector");
+        not_found(s.oauth_grants_of_connector(o, docs.id).await, "connector");
+        not_found(
+            s.save_oauth_grant(o, &new_grant(docs.id, None, "stolen", 6), &e)
+                .await,
+            "connector",
+        );
+        not_found(
+            s.delete_oauth_grant(o, docs.id, None, &e).await,
+            "connector",
+        );
+    }
+    not_found(
+        s.oauth_grant(acme.id, ConnectorId::new(), None).await,
+        "connector",
+    );
+    // A member grant needs a holder who is a member of the connector's organization.
+    for (o, c, who) in [
+        (acme.id, docs.id, outsider.id),
+        (acme.id, docs.id, UserId::new()),
+        (beta.id, wiki.id, bob.id),
+    ] {
+        not_found(
+            s.save_oauth_grant(o, &new_grant(c, Some(who), "x", 6), &e)
+                .await,
+            "member",
+        );
+    }
+    not_found(s.oauth_grant_by_id(GrantId::new()).await, "oauth grant");
+    assert_eq!(
+        s.export().await.unwrap(),
+        before,
+        "a refused write changes nothing at all"
+    );
+    assert_eq!(
+        s.oauth_grant(acme.id, docs.id, None).await.unwrap(),
+        Some(g)
+    );
+}
+
+async fn grant_refresh_lease_is_exclusive(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let g = save_grant(s, acme.id, &new_grant(docs.id, None, "tokens-1", 10)).await;
+
+    let claimed = s
+        .claim_grant_refresh(g.id, "a", at(20), at(100))
+        .await
+        .unwrap()
+        .expect("a free lease is granted");
+    assert_eq!(
+        claimed,
+        OAuthGrant {
+            lease_holder: Some("a".into()),
+            lease_until: Some(at(100)),
+            ..g.clone()
+        }
+    );
+    // Nobody gets it while it holds, up to and including its last instant; not even its
+    // holder a second time.
+    for (who, now) in [("b", 21), ("b", 100), ("a", 50)] {
+        assert_eq!(
+            s.claim_grant_refresh(g.id, who, at(now), at(now + 80))
+                .await
+                .unwrap(),
+            None,
+            "{who} at {now}"
+        );
+    }
+    // Only the holder may finish or release it.
+    assert!(
+        !s.finish_grant_refresh(g.id, "b", "tokens-b", None, at(30))
+            .await
+            .unwrap()
+    );
+    s.release_grant_refresh(g.id, "b").await.unwrap();
+    assert_eq!(grant_now(s, g.id).await, claimed);
+
+    // The holder stores the rotated tokens: version up, lease cleared.
+    assert!(
+        s.finish_grant_refresh(g.id, "a", "tokens-2", Some(at(3_600_040)), at(40))
+            .await
+            .unwrap()
+    );
+    let refreshed = OAuthGrant {
+        sealed: "tokens-2".into(),
+        expires_at: Some(at(3_600_040)),
+        version: 2,
+        updated_at: at(40),
+        ..g.clone()
+    };
+    assert_eq!(grant_now(s, g.id).await, refreshed);
+    assert!(
+        !s.finish_grant_refresh(g.id, "a", "tokens-3", None, at(41))
+            .await
+            .unwrap(),
+        "a finished lease is gone"
+    );
+
+    // The lease is free at once, and the claim hands over the newest tokens.
+    let b = s
+        .claim_grant_refresh(g.id, "b", at(41), at(120))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.sealed.as_str(), b.version), ("tokens-2", 2));
+    s.release_grant_refresh(g.id, "b").await.unwrap();
+    assert_eq!(grant_now(s, g.id).await, refreshed, "released");
+
+    // A lease that ran out can be taken over; its old holder can then no longer finish.
+    s.claim_grant_refresh(g.id, "c", at(50), at(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.claim_grant_refresh(g.id, "d", at(60), at(200))
+            .await
+            .unwrap(),
+        None
+    );
+    let d = s
+        .claim_grant_refresh(g.id, "d", at(61), at(200))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.lease_holder.as_deref(), Some("d"));
+    assert!(
+        !s.finish_grant_refresh(g.id, "c", "late", None, at(62))
+            .await
+            .unwrap()
+    );
+    // A holder whose lease ran out while nobody took over still stores its tokens: the server
+    // has already rotated the refresh token, and dropping the new one would lose the grant.
+    assert!(
+        s.finish_grant_refresh(g.id, "d", "tokens-3", None, at(500))
+            .await
+            .unwrap()
+    );
+    let now = grant_now(s, g.id).await;
+    assert_eq!((now.sealed.as_str(), now.version), ("tokens-3", 3));
+    assert_eq!(now.expires_at, None);
+
+    // A revoked grant is not refreshed, and an unknown one has no lease to give.
+    assert!(
+        s.revoke_oauth_grant(
+            g.id,
+            3,
+            "invalid_grant",
+            at(501),
+            &ev(AuditAction::OAuthGrantRevoked).org(acme.id),
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        s.claim_grant_refresh(g.id, "e", at(502), at(600))
+            .await
+            .unwrap(),
+        None
+    );
+    let unknown = GrantId::new();
+    assert_eq!(
+        s.claim_grant_refresh(unknown, "e", at(502), at(600))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !s.finish_grant_refresh(unknown, "e", "x", None, at(503))
+            .await
+            .unwrap()
+    );
+    s.release_grant_refresh(unknown, "e").await.unwrap();
+}
+
+async fn concurrent_refresh_claims_have_one_winner(cx: Cx) {
+    let s = cx.store.clone();
+    let (acme, _ada) = world(&*s).await;
+    let docs = connector(&*s, acme.id, "Docs").await;
+    let g = save_grant(&*s, acme.id, &new_grant(docs.id, None, "tokens", 10)).await;
+    for round in 0..6i64 {
+        let now = 1_000 * (round + 1);
+        // Every other round starts from a lease that ran out, which must be taken over by
+        // exactly one claimer too.
+        if round % 2 == 1 {
+            s.claim_grant_refresh(g.id, "stale", at(now - 100), at(now - 1))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let s = s.clone();
+                let holder = format!("replica-{round}-{i}");
+                tokio::spawn(async move {
+                    s.claim_grant_refresh(g.id, &holder, at(now), at(now + 500))
+                        .await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            if let Some(claimed) = task.await.unwrap().unwrap() {
+                winners.push(claimed.lease_holder.unwrap());
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        assert_eq!(
+            grant_now(&*s, g.id).await.lease_holder,
+            Some(winners[0].clone())
+        );
+        assert!(
+            s.finish_grant_refresh(
+                g.id,
+                &winners[0],
+                &format!("tokens-{round}"),
+                None,
+                at(now + 1)
+            )
+            .await
+            .unwrap()
+        );
+        assert_eq!(grant_now(&*s, g.id).await.version, round + 2);
+    }
+}
+
+async fn revoke_and_delete_grants(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let g = save_grant(s, acme.id, &new_grant(docs.id, None, "org-1", 10)).await;
+    let bobs = save_grant(s, acme.id, &new_grant(docs.id, Some(bob.id), "bob-1", 11)).await;
+    let revoked = ev(AuditAction::OAuthGrantRevoked).org(acme.id);
+    let before = audit_count(s).await;
+
+    // A refusal of older tokens does not revoke newer ones.
+    let g2 = save_grant(s, acme.id, &new_grant(docs.id, None, "org-2", 20)).await;
+    assert_eq!(g2.version, 2);
+    assert!(
+        !s.revoke_oauth_grant(g.id, 1, "invalid_grant", at(30), &revoked)
+            .await
+            .unwrap()
+    );
+    assert_eq!(grant_now(s, g.id).await, g2);
+
+    s.claim_grant_refresh(g.id, "a", at(31), at(100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        s.revoke_oauth_grant(
+            g.id,
+            2,
+            "invalid_grant: refresh token expired",
+            at(32),
+            &revoked
+        )
+        .await
+        .unwrap()
+    );
+    let r = grant_now(s, g.id).await;
+    assert_eq!(
+        r,
+        OAuthGrant {
+            status: GrantStatus::Revoked,
+            reason: Some("invalid_grant: refresh token expired".into()),
+            updated_at: at(32),
+            ..g2.clone()
+        },
+        "revoked, the lease cleared, the tokens kept"
+    );
+    // Revoking again changes nothing; the refresher whose tokens were refused cannot store any.
+    assert!(
+        !s.revoke_oauth_grant(g.id, 2, "again", at(33), &revoked)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.finish_grant_refresh(g.id, "a", "x", None, at(34))
+            .await
+            .unwrap()
+    );
+    assert_eq!(grant_now(s, g.id).await, r);
+    not_found(
+        s.revoke_oauth_grant(GrantId::new(), 1, "x", at(35), &revoked)
+            .await,
+        "oauth grant",
+    );
+    assert_eq!(audit_count(s).await, before + 2);
+
+    // Deleting a member's grant leaves the organization's, and the other way round.
+    let disconnected = ev(AuditAction::OAuthDisconnected).org(acme.id);
+    assert!(
+        s.delete_oauth_grant(acme.id, docs.id, Some(bob.id), &disconnected)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.oauth_grant(acme.id, docs.id, Some(bob.id)).await.unwrap(),
+        None
+    );
+    not_found(s.oauth_grant_by_id(bobs.id).await, "oauth grant");
+    assert!(
+        !s.delete_oauth_grant(acme.id, docs.id, Some(bob.id), &disconnected)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.oauth_grant(acme.id, docs.id, None).await.unwrap(),
+        Some(r)
+    );
+    assert!(
+        s.delete_oauth_grant(acme.id, docs.id, None, &disconnected)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.oauth_grants_of_connector(acme.id, docs.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Only the deletions that deleted something are in the log.
+    assert_eq!(audit_count(s).await, before + 4);
+    let events = log(s, acme.id).await;
+    let count = |a| events.iter().filter(|e| e.action == a).count();
+    assert_eq!(count(AuditAction::OAuthDisconnected), 2);
+    assert_eq!(count(AuditAction::OAuthGrantRevoked), 1);
+}
+
+async fn remove_member_drops_their_oauth_state(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Admin).await;
+    let beta = org(s, "beta", ada.id).await;
+    s.add_member(
+        beta.id,
+        bob.id,
+        Role::Member,
+        at(3),
+        &ev(AuditAction::MemberAdded),
+    )
+    .await
+    .unwrap();
+    let docs = connector(s, acme.id, "Docs").await;
+    let wiki = connector(s, beta.id, "Wiki").await;
+    let org_grant = save_grant(s, acme.id, &new_grant(docs.id, None, "org", 5)).await;
+    save_grant(s, acme.id, &new_grant(docs.id, Some(bob.id), "bob", 5)).await;
+    let adas = save_grant(s, acme.id, &new_grant(docs.id, Some(ada.id), "ada", 5)).await;
+    let bob_wiki = save_grant(s, beta.id, &new_grant(wiki.id, Some(bob.id), "bw", 5)).await;
+    for (o, c, user, holder, state) in [
+        // Bob's own, one he started for the organization, and one that would make him a holder.
+        (acme.id, docs.id, bob.id, Some(bob.id), "bob-own"),
+        (acme.id, docs.id, bob.id, None, "bob-for-org"),
+        (acme.id, docs.id, ada.id, Some(bob.id), "for-bob"),
+        // What stays: Ada's, and Bob's in the other organization.
+        (acme.id, docs.id, ada.id, Some(ada.id), "ada-own"),
+        (beta.id, wiki.id, bob.id, Some(bob.id), "bob-beta"),
+    ] {
+        s.create_pending_authorization(&pending_of(o, c, user, holder, state, 10_000))
+            .await
+            .unwrap();
+    }
+
+    s.remove_member(
+        acme.id,
+        bob.id,
+        &ev(AuditAction::MemberRemoved).org(acme.id),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.oauth_grant(acme.id, docs.id, Some(bob.id)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.oauth_grant(acme.id, docs.id, None).await.unwrap(),
+        Some(org_grant),
+        "the organization's grant stays, whoever connected it"
+    );
+    assert_eq!(
+        s.oauth_grant(acme.id, docs.id, Some(ada.id)).await.unwrap(),
+        Some(adas)
+    );
+    assert_eq!(
+        s.oauth_grant(beta.id, wiki.id, Some(bob.id)).await.unwrap(),
+        Some(bob_wiki)
+    );
+    assert_eq!(
+        pending_states(s).await,
+        vec![
+            "state-hash-ada-own".to_owned(),
+            "state-hash-bob-beta".to_owned()
+        ]
+    );
+}
+
+async fn delete_connector_takes_its_oauth_state(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let keep = connector(s, acme.id, "Keep").await;
+    for c in [docs.id, keep.id] {
+        s.put_oauth_client(
+            acme.id,
+            &oauth_client_of(c, ISSUER, "client"),
+            &ev(AuditAction::OAuthClientRegistered),
+        )
+        .await
+        .unwrap();
+        save_grant(s, acme.id, &new_grant(c, None, "org", 5)).await;
+        save_grant(s, acme.id, &new_grant(c, Some(bob.id), "bob", 5)).await;
+        s.set_member_credential(
+            acme.id,
+            c,
+            bob.id,
+            Some(&credential("bob")),
+            at(5),
+            &ev(AuditAction::CredentialChanged),
+        )
+        .await
+        .unwrap();
+        s.create_pending_authorization(&pending_of(
+            acme.id,
+            c,
+            ada.id,
+            None,
+            &c.to_string(),
+            10_000,
+        ))
+        .await
+        .unwrap();
+    }
+    let before = s.export().await.unwrap();
+    s.delete_connector(acme.id, docs.id, &ev(AuditAction::ConnectorDeleted))
+        .await
+        .unwrap();
+    let after = s.export().await.unwrap();
+    for (table, column, gone) in [
+        ("oauth_clients", 1, 1),
+        ("oauth_grants", 1, 2),
+        ("oauth_pending", 2, 1),
+        ("connector_credentials", 1, 1),
+    ] {
+        assert_eq!(
+            rows_of(&after, table).len() + gone,
+            rows_of(&before, table).len(),
+            "{table}"
+        );
+        assert!(
+            rows_of(&after, table)
+                .iter()
+                .all(|r| r[column] == Cell::Uuid(keep.id.0)),
+            "{table} keeps only the other connector's rows"
+        );
+    }
+    assert_eq!(
+        s.oauth_grants_of_connector(acme.id, keep.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn reseal_all_covers_oauth_secrets(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let mut new = new_connector(acme.id, "Docs");
+    new.credential = Some(credential("org-secret"));
+    let docs = s
+        .create_connector(&new, &ev(AuditAction::ConnectorCreated))
+        .await
+        .unwrap();
+    s.set_member_credential(
+        acme.id,
+        docs.id,
+        bob.id,
+        Some(&credential("bob-secret")),
+        at(5),
+        &ev(AuditAction::CredentialChanged),
+    )
+    .await
+    .unwrap();
+    s.put_oauth_client(
+        acme.id,
+        &oauth_client_of(docs.id, ISSUER, "client-secret"),
+        &ev(AuditAction::OAuthClientRegistered),
+    )
+    .await
+    .unwrap();
+    let org_grant = save_grant(s, acme.id, &new_grant(docs.id, None, "org-tokens", 6)).await;
+    let bob_grant = save_grant(
+        s,
+        acme.id,
+        &new_grant(docs.id, Some(bob.id), "bob-tokens", 6),
+    )
+    .await;
+    let pending = pending_of(acme.id, docs.id, bob.id, Some(bob.id), "p", 10_000);
+    s.create_pending_authorization(&pending).await.unwrap();
+
+    // One value that cannot be resealed stops the pass, whichever table it is in, and leaves
+    // every value as it was.
+    let before = s.export().await.unwrap();
+    for failing_kind in [
+        "connector-credential:",
+        "oauth-client:",
+        "oauth-grant:",
+        "oauth-pending:",
+    ] {
+        let failing = |context: &str, sealed: &str| -> Result<String, String> {
+            if context.starts_with(failing_kind) {
+                Err("authentication tag mismatch".to_owned())
+            } else {
+                Ok(format!("new-{sealed}"))
+            }
+        };
+        match s.reseal_all(&failing).await {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains("authentication tag mismatch"), "{message}")
+            }
+            other => panic!("{failing_kind}: expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(s.export().await.unwrap(), before, "{failing_kind}");
+    }
+
+    let seen = Mutex::new(Vec::new());
+    let rewrite = |context: &str, sealed: &str| -> Result<String, String> {
+        seen.lock().unwrap().push(context.to_owned());
+        Ok(format!("{sealed}|{context}"))
+    };
+    assert_eq!(s.reseal_all(&rewrite).await.unwrap(), 6);
+    let mut contexts = seen.lock().unwrap().clone();
+    contexts.sort();
+    let mut expected = vec![
+        credential_seal_context(docs.id, None),
+        credential_seal_context(docs.id, Some(bob.id)),
+        client_seal_context(docs.id, ISSUER),
+        grant_seal_context(docs.id, None, ISSUER),
+        grant_seal_context(docs.id, Some(bob.id), ISSUER),
+        pending_seal_context(&pending.state_hash),
+    ];
+    expected.sort();
+    assert_eq!(contexts, expected);
+
+    let sealed_for = |value: &str, context: String| format!("{value}|{context}");
+    assert_eq!(
+        s.connector_credential(acme.id, docs.id, Some(bob.id))
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed,
+        sealed_for("bob-secret", credential_seal_context(docs.id, Some(bob.id)))
+    );
+    assert_eq!(
+        s.oauth_client(acme.id, docs.id, ISSUER)
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed,
+        sealed_for("client-secret", client_seal_context(docs.id, ISSUER))
+    );
+    // Resealing is not a change of tokens: the version and everything else stay.
+    assert_eq!(
+        grant_now(s, org_grant.id).await,
+        OAuthGrant {
+            sealed: sealed_for("org-tokens", grant_seal_context(docs.id, None, ISSUER)),
+            ..org_grant
+        }
+    );
+    assert_eq!(
+        grant_now(s, bob_grant.id).await.sealed,
+        sealed_for(
+            "bob-tokens",
+            grant_seal_context(docs.id, Some(bob.id), ISSUER)
+        )
+    );
+    assert_eq!(
+        s.take_pending_authorization(&pending.state_hash, at(11))
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed,
+        sealed_for(
+            "sealed-verifier-p",
+            pending_seal_context(&pending.state_hash)
+        )
+    );
 }

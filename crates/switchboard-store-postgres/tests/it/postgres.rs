@@ -6,9 +6,13 @@ use std::time::Duration;
 use serde_json::json;
 use switchboard_domain::{
     AuditAction, AuthMethod, ConnectorId, ConnectorName, ConnectorStatus, ConnectorUrl,
-    FunctionDefinition, HttpAllowance, NewFunctionState, OrgId, Role,
+    CredentialKind, CredentialScope, FunctionDefinition, GrantId, HttpAllowance, NewFunctionState,
+    OrgId, Role,
 };
-use switchboard_store::{ColumnType, DiscoveredFunction, NewConnector, SCHEMA, Store, StoreError};
+use switchboard_store::{
+    ColumnType, DiscoveredFunction, NewConnector, NewGrant, SCHEMA, Store, StoreError,
+    StoredCredential,
+};
 use switchboard_store_postgres::PostgresStore;
 
 use crate::fixtures::{T0, add, audit, new_org, new_user, owner_with_org};
@@ -24,6 +28,7 @@ fn new_connector(org: OrgId, name: &str) -> NewConnector {
         description: None,
         status: ConnectorStatus::Connecting,
         auth_method: AuthMethod::None,
+        credential_scope: CredentialScope::Shared,
         credential: None,
         created_at: T0,
     }
@@ -166,6 +171,95 @@ async fn concurrent_syncs_of_one_connector_serialize() {
     assert_eq!(summaries[0].added, vec!["fetch", "search"]);
     assert_eq!(summaries[1].added, Vec::<String>::new());
     assert_eq!(summaries[1].unchanged, 2);
+    store.close().await;
+    server.cleanup().await;
+}
+
+/// A member's own credential or grant being written while the member is removed: whichever
+/// commits first, the member ends without one. The write is held (by a lock on the member's
+/// user row, which its foreign key check needs) after it has checked the membership; the
+/// removal then queues behind it, and must still delete what it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_member_races_with_their_own_writes() {
+    let Some(server) = Server::from_env() else {
+        return;
+    };
+    let store = server.fresh_store().await;
+    let (_, org) = owner_with_org(&store, "ada").await;
+    let connector = new_connector(org, "Docs");
+    store
+        .create_connector(&connector, &audit(AuditAction::ConnectorCreated, None))
+        .await
+        .expect("create connector");
+    for grant in [false, true] {
+        let bob = add(&store, org, if grant { "bob" } else { "cy" }, Role::Member).await;
+        let mut gate = store.pool().begin().await.expect("begin");
+        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+            .bind(bob.0)
+            .execute(&mut *gate)
+            .await
+            .expect("lock the user");
+
+        let write = {
+            let store = store.clone();
+            let id = connector.id;
+            tokio::spawn(async move {
+                let event = audit(AuditAction::CredentialChanged, Some(bob)).org(org);
+                if grant {
+                    let new = NewGrant {
+                        id: GrantId::new(),
+                        connector: id,
+                        holder: Some(bob),
+                        issuer: "https://auth.example.org".into(),
+                        sealed: "tokens".into(),
+                        expires_at: None,
+                        now: T0,
+                    };
+                    store.save_oauth_grant(org, &new, &event).await.map(|_| ())
+                } else {
+                    let credential = StoredCredential {
+                        kind: CredentialKind::Bearer,
+                        sealed: "secret".into(),
+                    };
+                    store
+                        .set_member_credential(org, id, bob, Some(&credential), T0, &event)
+                        .await
+                }
+            })
+        };
+        wait_for_lock_waiters(&store, 1).await;
+        let remove = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let event = audit(AuditAction::MemberRemoved, None).org(org);
+                store.remove_member(org, bob, &event).await
+            })
+        };
+        wait_for_lock_waiters(&store, 2).await;
+        gate.commit().await.expect("release the user");
+
+        write.await.expect("task").expect("the write went first");
+        remove
+            .await
+            .expect("task")
+            .expect("the removal went second");
+        assert_eq!(
+            store
+                .connector_credential(org, connector.id, Some(bob))
+                .await
+                .expect("read credential"),
+            None,
+            "grant={grant}"
+        );
+        assert_eq!(
+            store
+                .oauth_grant(org, connector.id, Some(bob))
+                .await
+                .expect("read grant"),
+            None,
+            "grant={grant}"
+        );
+    }
     store.close().await;
     server.cleanup().await;
 }
