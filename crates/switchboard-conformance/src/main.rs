@@ -7,9 +7,11 @@
 //! may be set: `MCP_CONFORMANCE_PROTOCOL_VERSION` (the revision whose wire the run speaks) and
 //! `MCP_CONFORMANCE_CONTEXT` (a JSON object of data the scenario hands to the client). The
 //! program does what a client is expected to do in that scenario and exits 0, or prints why it
-//! could not and exits 1. `scripts/conformance` runs every scored non-auth client scenario.
+//! could not and exits 1. `scripts/conformance` runs every scored client scenario, the
+//! authorization ones included.
 
 mod arguments;
+mod auth;
 mod scenarios;
 
 use std::process::ExitCode;

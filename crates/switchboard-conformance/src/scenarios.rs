@@ -5,12 +5,13 @@
 //! file only decides which calls a scenario needs and checks that they succeeded; when a
 //! scenario fails, the engine is what failed.
 //!
-//! Authorization scenarios (`auth/…`) are not implemented yet. They will fit the same shape: an
-//! [`Scenario`] variant that first obtains a credential (with the OAuth client and the data in
-//! `MCP_CONFORMANCE_CONTEXT`), puts it in [`Target::headers`], and then runs one of the plain
-//! flows below.
+//! Authorization scenarios (`auth/…`) run the same calls; when the engine reports that the
+//! server wants a token ([`ConnectError::AuthRequired`]), [`Authorizer`] obtains one with
+//! `switchboard-oauth` (or more scope, on a 403 `insufficient_scope`), puts it in the target's
+//! `Authorization` header, and the call is tried again.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
@@ -24,6 +25,7 @@ use switchboard_net::{ClientOptions, Destinations, SafeClient};
 
 use crate::Invocation;
 use crate::arguments;
+use crate::auth::{Attempts, Authorizer};
 
 /// The suite gives a client 30 seconds per scenario; every wait here ends well before that, so
 /// a hang shows up as this program's error rather than as the suite's timeout.
@@ -54,6 +56,10 @@ enum Scenario {
     SchemaRefNoDeref,
     /// `json-schema-2020-12-preservation`: an input schema reaches the caller unaltered.
     SchemaPreservation,
+    /// `auth/…`: list the tools and call each, authorizing whenever the server asks (the
+    /// scenarios differ in how the server and its authorization server behave, not in what
+    /// the client is asked to do).
+    Authorization,
 }
 
 impl Scenario {
@@ -83,7 +89,7 @@ impl Scenario {
             return Ok(*scenario);
         }
         if name.starts_with("auth/") {
-            bail!("authorization scenarios such as {name:?} are not implemented yet");
+            return Ok(Scenario::Authorization);
         }
         let known: Vec<&str> = Self::ALL.iter().map(|(n, _)| *n).collect();
         bail!(
@@ -107,8 +113,11 @@ pub(crate) async fn run(invocation: &Invocation) -> anyhow::Result<()> {
 struct Client {
     engine: Engine,
     connector: ConnectorId,
-    target: Target,
+    /// The server and the credentials to send; the token changes as authorization proceeds.
+    target: Mutex<Target>,
     context: Value,
+    /// Present in the authorization scenarios.
+    authorizer: Option<Authorizer>,
 }
 
 impl Client {
@@ -131,15 +140,69 @@ impl Client {
             },
             ..PoolConfig::default()
         };
+        let authorizer = if invocation.scenario.starts_with("auth/") {
+            Some(Authorizer::new(
+                &http,
+                &invocation.server,
+                &invocation.context,
+            )?)
+        } else {
+            None
+        };
         // A conformance client has no person to ask, so it accepts every form with the
         // defaults the form declares, which is what SEP-1034 tests.
         let engine = Engine::new(http, config, Arc::new(AcceptDefaults));
         Ok(Self {
             engine,
             connector: ConnectorId::new(),
-            target: Target::new(invocation.server.clone()),
+            target: Mutex::new(Target::new(invocation.server.clone())),
             context: invocation.context.clone(),
+            authorizer,
         })
+    }
+
+    /// The target as it stands (with the latest token, if any).
+    fn target(&self) -> Target {
+        self.target
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs `op` with the current target; when the server asks for authorization, authorizes
+    /// and runs it again, within the authorizer's retry limits.
+    async fn authorized<T, F, Fut>(&self, op: F) -> Result<T, anyhow::Error>
+    where
+        F: Fn(Target) -> Fut,
+        Fut: Future<Output = Result<T, ConnectError>>,
+    {
+        let mut attempts = Attempts::default();
+        loop {
+            let error = match op(self.target()).await {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            let ConnectError::AuthRequired { status, challenge } = &error else {
+                return Err(error.into());
+            };
+            let Some(authorizer) = &self.authorizer else {
+                return Err(error.into());
+            };
+            tracing::info!(
+                status,
+                challenge = challenge.as_deref().unwrap_or("(none)"),
+                "the server asks for authorization"
+            );
+            let header = authorizer
+                .answer(*status, challenge.as_deref(), &mut attempts)
+                .await
+                .with_context(|| format!("answering HTTP {status}"))?;
+            let mut target = self.target.lock().unwrap_or_else(|p| p.into_inner());
+            target
+                .headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
+            target.headers.push(("Authorization".into(), header));
+        }
     }
 
     async fn act_out(&self, scenario: Scenario) -> anyhow::Result<()> {
@@ -203,6 +266,13 @@ impl Client {
                 }
             }
             Scenario::SchemaPreservation => self.schema_preservation().await?,
+            Scenario::Authorization => {
+                let catalog = self.catalog().await?;
+                for tool in &catalog.tools {
+                    let arguments = arguments::for_tool(&tool.input_schema);
+                    expect_success(&self.call(&catalog, &tool.name, arguments).await?)?;
+                }
+            }
         }
         Ok(())
     }
@@ -210,8 +280,9 @@ impl Client {
     /// Discovery, fresh from the server.
     async fn catalog(&self) -> anyhow::Result<Arc<Catalog>> {
         let catalog = self
-            .engine
-            .catalog(self.connector, &self.target, true)
+            .authorized(
+                |target| async move { self.engine.catalog(self.connector, &target, true).await },
+            )
             .await
             .context("discovery failed")?;
         let names: Vec<&str> = catalog.tools.iter().map(|t| t.name.as_str()).collect();
@@ -239,15 +310,21 @@ impl Client {
             ..CallOptions::default()
         };
         let result = self
-            .engine
-            .call_tool(
-                self.connector,
-                &self.target,
-                name,
-                arguments,
-                &tool.input_schema,
-                options,
-            )
+            .authorized(|target| {
+                let (arguments, options) = (arguments.clone(), options.clone());
+                async move {
+                    self.engine
+                        .call_tool(
+                            self.connector,
+                            &target,
+                            name,
+                            arguments,
+                            &tool.input_schema,
+                            options,
+                        )
+                        .await
+                }
+            })
             .await
             .with_context(|| format!("calling {name:?} failed"))?;
         tracing::info!(tool = name, is_error = result.is_error, text = %text_of(&result), "called");
@@ -267,8 +344,11 @@ impl Client {
                 .and_then(Value::as_str)
                 .context("a listed resource has no URI")?;
             let contents = self
-                .engine
-                .read_resource(self.connector, &self.target, uri)
+                .authorized(|target| async move {
+                    self.engine
+                        .read_resource(self.connector, &target, uri)
+                        .await
+                })
                 .await
                 .with_context(|| format!("reading {uri:?} failed"))?;
             tracing::info!(uri, contents = contents.len(), "read");
@@ -279,13 +359,11 @@ impl Client {
                 .and_then(Value::as_str)
                 .context("a listed prompt has no name")?;
             let answer = self
-                .engine
-                .get_prompt(
-                    self.connector,
-                    &self.target,
-                    name,
-                    arguments::for_prompt(prompt),
-                )
+                .authorized(|target| async move {
+                    self.engine
+                        .get_prompt(self.connector, &target, name, arguments::for_prompt(prompt))
+                        .await
+                })
                 .await
                 .with_context(|| format!("getting the prompt {name:?} failed"))?;
             let messages = answer
@@ -380,13 +458,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scenarios_are_found_by_name_and_auth_is_named_as_missing() {
+    fn scenarios_are_found_by_name() {
         assert_eq!(
             Scenario::from_name("tools_call").unwrap(),
             Scenario::ToolsCall
         );
-        let auth = Scenario::from_name("auth/metadata-default").unwrap_err();
-        assert!(auth.to_string().contains("not implemented yet"), "{auth}");
+        assert_eq!(
+            Scenario::from_name("auth/metadata-default").unwrap(),
+            Scenario::Authorization
+        );
         let unknown = Scenario::from_name("no-such-scenario").unwrap_err();
         assert!(unknown.to_string().contains("tools_call"), "{unknown}");
     }

@@ -76,5 +76,80 @@ impl ConnectError {
     }
 }
 
+impl ConnectError {
+    /// The 401 or 403 somewhere in `e`'s source chain, as [`ConnectError::AuthRequired`]
+    /// with its status and `WWW-Authenticate` challenge: rmcp's transport reports a 401 as an
+    /// `AuthRequiredError` and a 403 that carries a challenge (`insufficient_scope`, RFC 6750
+    /// §3.1) as an `InsufficientScopeError`, wrapped in transport and service errors. Callers
+    /// need the challenge to authorize (or step up) and try again.
+    pub(crate) fn auth_failure_in(e: &(dyn std::error::Error + 'static)) -> Option<ConnectError> {
+        use rmcp::transport::streamable_http_client::{AuthRequiredError, InsufficientScopeError};
+        let mut current = Some(e);
+        while let Some(err) = current {
+            if let Some(auth) = err.downcast_ref::<AuthRequiredError>() {
+                return Some(ConnectError::AuthRequired {
+                    status: 401,
+                    challenge: Some(auth.www_authenticate_header.clone()),
+                });
+            }
+            if let Some(scope) = err.downcast_ref::<InsufficientScopeError>() {
+                return Some(ConnectError::AuthRequired {
+                    status: 403,
+                    challenge: Some(scope.www_authenticate_header.clone()),
+                });
+            }
+            current = err.source();
+        }
+        None
+    }
+}
+
 /// Result of an engine operation.
 pub type Result<T, E = ConnectError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use rmcp::transport::DynamicTransportError;
+    use rmcp::transport::streamable_http_client::{
+        AuthRequiredError, InsufficientScopeError, StreamableHttpError,
+    };
+
+    use super::*;
+
+    /// The error as it reaches the engine: the transport's error inside rmcp's dynamic wrapper.
+    fn wrapped(e: StreamableHttpError<std::io::Error>) -> DynamicTransportError {
+        DynamicTransportError::from_parts("test", std::any::TypeId::of::<()>(), Box::new(e))
+    }
+
+    #[test]
+    fn a_401_and_a_403_keep_their_status_and_challenge() {
+        let challenge = r#"Bearer resource_metadata="https://m.example/prm""#;
+        let unauthorized = wrapped(StreamableHttpError::AuthRequired(AuthRequiredError::new(
+            challenge.into(),
+        )));
+        let Some(ConnectError::AuthRequired {
+            status,
+            challenge: found,
+        }) = ConnectError::auth_failure_in(&unauthorized)
+        else {
+            panic!("no auth failure found");
+        };
+        assert_eq!((status, found.as_deref()), (401, Some(challenge)));
+
+        let step_up = r#"Bearer error="insufficient_scope", scope="files:write""#;
+        let forbidden = wrapped(StreamableHttpError::InsufficientScope(
+            InsufficientScopeError::new(step_up.into(), Some("files:write".into())),
+        ));
+        let Some(ConnectError::AuthRequired {
+            status,
+            challenge: found,
+        }) = ConnectError::auth_failure_in(&forbidden)
+        else {
+            panic!("no auth failure found");
+        };
+        assert_eq!((status, found.as_deref()), (403, Some(step_up)));
+
+        let other = wrapped(StreamableHttpError::SessionExpired);
+        assert!(ConnectError::auth_failure_in(&other).is_none());
+    }
+}

@@ -2,11 +2,12 @@
 //! speaks, and describing what answered.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue};
-use rmcp::model::ProtocolVersion;
+use rmcp::model::{ProtocolVersion, ServerPeerInfo};
 use rmcp::service::{
     ClientLifecycleMode, Peer, RoleClient, RunningService, serve_client_with_lifecycle,
 };
@@ -63,15 +64,35 @@ impl Default for SessionConfig {
 }
 
 /// An open session.
+///
+/// It keeps no copy of what the server said about itself, only a second reference to the
+/// typed description rmcp's peer already holds: a pool may hold thousands of idle sessions.
 pub(crate) struct Session {
     pub peer: Peer<RoleClient>,
     pub handler: Handler,
-    pub info: SessionInfo,
+    /// The transport that answered.
+    pub transport: Transport,
+    /// What the server said about itself: negotiated version, capabilities, name,
+    /// instructions.
+    pub server: Arc<ServerPeerInfo>,
     next_call: AtomicU64,
     running: Mutex<Option<RunningService<RoleClient, Handler>>>,
 }
 
 impl Session {
+    /// What answered, in the engine's own terms (for the probe report).
+    pub fn info(&self) -> SessionInfo {
+        let server = &self.server;
+        SessionInfo {
+            transport: self.transport,
+            protocol_version: server.protocol_version.to_string(),
+            server_name: server.server_info.as_ref().map(|s| s.name.clone()),
+            server_version: server.server_info.as_ref().map(|s| s.version.clone()),
+            capabilities: serde_json::to_value(&server.capabilities).unwrap_or(Value::Null),
+            instructions: server.instructions.clone(),
+        }
+    }
+
     /// Whether the connection underneath still works.
     pub fn is_alive(&self) -> bool {
         !self.peer.is_transport_closed()
@@ -245,28 +266,21 @@ fn finish(
     transport: Option<Transport>,
 ) -> Result<Session> {
     let peer = running.peer().clone();
-    let info = peer
+    let server = peer
         .peer_info()
         .ok_or_else(|| ConnectError::Protocol("the server did not describe itself".into()))?;
-    let protocol_version = info.protocol_version.to_string();
-    let transport =
-        transport.unwrap_or(if info.protocol_version == ProtocolVersion::V_2026_07_28 {
+    let transport = transport.unwrap_or(
+        if server.protocol_version == ProtocolVersion::V_2026_07_28 {
             Transport::StreamableHttpStateless
         } else {
             Transport::StreamableHttp
-        });
-    let info = SessionInfo {
-        transport,
-        protocol_version,
-        server_name: info.server_info.as_ref().map(|s| s.name.clone()),
-        server_version: info.server_info.as_ref().map(|s| s.version.clone()),
-        capabilities: serde_json::to_value(&info.capabilities).unwrap_or(Value::Null),
-        instructions: info.instructions.clone(),
-    };
+        },
+    );
     Ok(Session {
         peer,
         handler,
-        info,
+        transport,
+        server,
         next_call: AtomicU64::new(1),
         running: Mutex::new(Some(running)),
     })
@@ -274,6 +288,11 @@ fn finish(
 
 /// Turns rmcp's start-up error into ours, keeping 401/403 challenges and SSRF refusals apart.
 fn classify_init_error(e: &rmcp::service::ClientInitializeError) -> ConnectError {
+    // The transport's error tells a 401 from a 403 (`insufficient_scope`); rmcp's own
+    // accessor below gives only the challenge, so it is the fallback.
+    if let Some(auth) = auth_in_init_error(e) {
+        return auth;
+    }
     if let Some(challenge) = e.auth_challenge() {
         return ConnectError::AuthRequired {
             status: 401,
@@ -290,6 +309,19 @@ fn classify_init_error(e: &rmcp::service::ClientInitializeError) -> ConnectError
         return ConnectError::Net(net);
     }
     ConnectError::Protocol(describe(e))
+}
+
+/// The 401 or 403 behind a failed start-up. The transport's error is a field of the
+/// start-up error rather than its `source`, so it is dug out here.
+fn auth_in_init_error(e: &rmcp::service::ClientInitializeError) -> Option<ConnectError> {
+    use rmcp::service::ClientInitializeError as E;
+    match e {
+        E::TransportError { error, .. } => ConnectError::auth_failure_in(error),
+        E::LegacyFallbackFailed { discover, fallback } => {
+            auth_in_init_error(fallback).or_else(|| auth_in_init_error(discover))
+        }
+        _ => None,
+    }
 }
 
 /// An rmcp error in words, without URLs: reqwest's messages carry the full URL, which may hold
