@@ -77,6 +77,32 @@ impl Peers {
         )
     }
 
+    /// `.peers/npm`, where `npm ci` installed the npm peers; the scripts in `tests/peers/npm` load
+    /// their packages from there (`PEER_NPM_DIR`).
+    pub fn npm_dir(&self) -> PathBuf {
+        self.dir().join("npm")
+    }
+
+    /// `tests/peers/npm/oidc_server.mjs`, which runs the npm package `oidc-provider` (checked to be
+    /// installed).
+    pub fn oidc_server_script(&self) -> PathBuf {
+        self.require(
+            self.npm_dir()
+                .join("node_modules/oidc-provider/package.json"),
+        );
+        self.require(self.root.join("tests/peers/npm/oidc_server.mjs"))
+    }
+
+    /// `tests/peers/npm/browser_authorize.mjs`, which drives Chromium with the npm package
+    /// `playwright-core` (checked to be installed).
+    pub fn browser_script(&self) -> PathBuf {
+        self.require(
+            self.npm_dir()
+                .join("node_modules/playwright-core/package.json"),
+        );
+        self.require(self.root.join("tests/peers/npm/browser_authorize.mjs"))
+    }
+
     /// The preload that makes Node servers listen on loopback only (`NODE_OPTIONS=--require …`).
     pub fn loopback_preload(&self) -> PathBuf {
         self.require(self.root.join("tests/peers/npm/loopback.cjs"))

@@ -1,5 +1,6 @@
 //! Child processes for peers: their own process group, captured output, a bounded wait until
-//! they accept connections, and a kill of the whole group on drop.
+//! they accept connections (or announce where they listen), and a kill of the whole group on
+//! drop.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::Stdio;
@@ -17,6 +18,9 @@ const PROBE_TRIES: u32 = 600;
 const PORT_ATTEMPTS: u32 = 3;
 /// The most output kept per peer; older lines are dropped first.
 const OUTPUT_LIMIT: usize = 256 * 1024;
+/// What a peer that picks its own port prints, followed by its URL, once it accepts connections
+/// (see [`spawn_announced`]).
+pub const READY_PREFIX: &str = "PEER_READY ";
 
 /// A port that was free on 127.0.0.1 a moment ago. Another process may take it before the
 /// peer binds it, which is why the launchers retry on another port when that happens.
@@ -48,21 +52,8 @@ impl PeerProcess {
     }
 
     /// Spawns `command` and waits until it accepts TCP connections on `port`.
-    async fn spawn(name: &str, port: u16, mut command: Command) -> anyhow::Result<Self> {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own group, so that dropping the handle also ends anything the peer started.
-            .process_group(0);
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("starting {name}: {command:?}"))?;
-        let output = Arc::new(Mutex::new(String::new()));
-        if let Some(stderr) = child.stderr.take() {
-            capture(stderr, "", output.clone());
-        }
+    async fn spawn(name: &str, port: u16, command: Command) -> anyhow::Result<Self> {
+        let (mut child, output) = launch(name, command)?;
         if let Some(stdout) = child.stdout.take() {
             capture(stdout, "[stdout] ", output.clone());
         }
@@ -143,6 +134,91 @@ pub async fn spawn_on_free_port(
     Err(last_error.expect("at least one attempt"))
 }
 
+/// Starts a peer that picks its own port (it listens on port 0) and announces where it listens by
+/// printing [`READY_PREFIX`] and its URL as one line on stdout. Returns the process and that URL.
+/// Binding port 0 leaves no window in which another process could take the port.
+pub async fn spawn_announced(
+    name: &str,
+    command: Command,
+) -> anyhow::Result<(PeerProcess, String)> {
+    let (mut child, output) = launch(name, command)?;
+    let stdout = child.stdout.take().context("the child's stdout is piped")?;
+    let mut reader = BufReader::new(stdout);
+    let announced = tokio::time::timeout(PROBE_INTERVAL * PROBE_TRIES, async {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).await? == 0 {
+                return anyhow::Ok(None);
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\r', '\n']);
+            append(&output, "[stdout] ", text);
+            if let Some(url) = text.strip_prefix(READY_PREFIX) {
+                return Ok(Some(url.trim().to_owned()));
+            }
+        }
+    })
+    .await;
+    let mut process = PeerProcess {
+        name: name.to_owned(),
+        port: 0,
+        child,
+        output,
+    };
+    let url = match announced {
+        Ok(Ok(Some(url))) => url,
+        Ok(Ok(None)) => {
+            // Let the stderr reader drain what the process wrote before it died.
+            let status = match tokio::time::timeout(PROBE_INTERVAL * 20, process.child.wait()).await
+            {
+                Ok(Ok(status)) => status.to_string(),
+                _ => "still running".to_owned(),
+            };
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            bail!(
+                "{name} closed its output without announcing its address ({status}); \
+                 its output:\n{}",
+                process.output()
+            );
+        }
+        Ok(Err(error)) => {
+            return Err(error).with_context(|| format!("reading the output of {name}"));
+        }
+        Err(_) => bail!(
+            "{name} did not announce its address within {:?}; its output:\n{}",
+            PROBE_INTERVAL * PROBE_TRIES,
+            process.output()
+        ),
+    };
+    capture(reader, "[stdout] ", process.output.clone());
+    process.port = reqwest::Url::parse(&url)
+        .ok()
+        .and_then(|parsed| parsed.port())
+        .with_context(|| format!("{name} announced {url:?}, which names no port"))?;
+    Ok((process, url))
+}
+
+/// Spawns `command` in its own process group with piped output; stderr is captured at once,
+/// stdout is left to the caller.
+fn launch(name: &str, mut command: Command) -> anyhow::Result<(Child, Arc<Mutex<String>>)> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own group, so that dropping the handle also ends anything the peer started.
+        .process_group(0);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {name}: {command:?}"))?;
+    let output = Arc::new(Mutex::new(String::new()));
+    if let Some(stderr) = child.stderr.take() {
+        capture(stderr, "", output.clone());
+    }
+    Ok((child, output))
+}
+
 /// Copies lines from a child's pipe into the shared output buffer, keeping it bounded.
 fn capture(
     pipe: impl AsyncRead + Unpin + Send + 'static,
@@ -154,18 +230,24 @@ fn capture(
         let mut line = Vec::new();
         // Lines are read as bytes: a peer's stray non-UTF-8 output must not end the capture.
         while matches!(reader.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
-            let mut output = into.lock().expect("output lock");
-            output.push_str(prefix);
-            output.push_str(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']));
-            output.push('\n');
+            let text = String::from_utf8_lossy(&line);
+            append(&into, prefix, text.trim_end_matches(['\r', '\n']));
             line.clear();
-            if output.len() > OUTPUT_LIMIT {
-                let mut cut = output.len() - OUTPUT_LIMIT;
-                while !output.is_char_boundary(cut) {
-                    cut += 1;
-                }
-                output.drain(..cut);
-            }
         }
     });
+}
+
+/// Adds one line to a peer's output, dropping the oldest text beyond [`OUTPUT_LIMIT`].
+fn append(output: &Mutex<String>, prefix: &str, line: &str) {
+    let mut output = output.lock().expect("output lock");
+    output.push_str(prefix);
+    output.push_str(line);
+    output.push('\n');
+    if output.len() > OUTPUT_LIMIT {
+        let mut cut = output.len() - OUTPUT_LIMIT;
+        while !output.is_char_boundary(cut) {
+            cut += 1;
+        }
+        output.drain(..cut);
+    }
 }

@@ -41,6 +41,16 @@ pub struct Post {
 }
 
 pub async fn post(url: &str, session: Option<&str>, body: &Value) -> Post {
+    post_with_token(url, session, None, body).await
+}
+
+/// [`post`] with `Authorization: Bearer <token>` when a token is given.
+pub async fn post_with_token(
+    url: &str,
+    session: Option<&str>,
+    token: Option<&str>,
+    body: &Value,
+) -> Post {
     let mut builder = client()
         .post(url)
         .header("accept", ACCEPT_BOTH)
@@ -48,6 +58,9 @@ pub async fn post(url: &str, session: Option<&str>, body: &Value) -> Post {
         .json(body);
     if let Some(session) = session {
         builder = builder.header("mcp-session-id", session);
+    }
+    if let Some(token) = token {
+        builder = builder.bearer_auth(token);
     }
     let response = builder.send().await.unwrap();
     let status = response.status();
