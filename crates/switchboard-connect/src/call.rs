@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, ClientRequest, CompleteRequestParams,
-    GetPromptRequestParams, InputRequest, InputRequiredResult, InputResponses,
-    ReadResourceRequestParams, ServerResult,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+    ClientRequest, CompleteRequestParams, GetPromptRequestParams, InputRequest,
+    InputRequiredResult, InputResponses, JsonObject, ReadResourceRequestParams, ServerResult,
 };
 use rmcp::service::PeerRequestOptions;
 use serde::Serialize;
@@ -78,6 +78,13 @@ const MAX_INPUT_ROUNDS: usize = 8;
 
 /// Turns an rmcp service error into ours.
 pub(crate) fn service_error(e: rmcp::ServiceError) -> ConnectError {
+    // A 401 or 403 on an open session (a token that expired, a step-up for more scope) must
+    // reach the caller with its challenge, not as a lost connection.
+    if let rmcp::ServiceError::TransportSend(inner) = &e
+        && let Some(auth) = ConnectError::auth_failure_in(inner)
+    {
+        return auth;
+    }
     match e {
         rmcp::ServiceError::McpError(data) => ConnectError::Server(data.message.to_string()),
         rmcp::ServiceError::Timeout { timeout } => ConnectError::Timeout(timeout.as_secs()),
@@ -164,10 +171,13 @@ pub fn check_arguments(schema: &Value, arguments: &Value) -> Result<()> {
 
 /// Calls a tool: progress is forwarded, the caller can cancel, the server is told when the
 /// call is abandoned, "input required" rounds are answered, and the result is cut to size.
+///
+/// This runs on every call, so the request is built typed rather than through JSON, and the
+/// result is only turned into JSON item by item.
 pub(crate) async fn call_tool(
     session: &Session,
     name: &str,
-    arguments: Value,
+    arguments: JsonObject,
     options: CallOptions,
 ) -> Result<ToolResult> {
     let mut registration = CallRegistration::new(
@@ -175,15 +185,11 @@ pub(crate) async fn call_tool(
         session.call_id(),
         options.handler.clone(),
     );
-    let handler = options
-        .handler
-        .clone()
-        .unwrap_or_else(|| session.handler.0.default.clone());
-    let mut params = json!({ "name": name, "arguments": arguments });
+    let mut params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
     for _ in 0..MAX_INPUT_ROUNDS {
-        let typed: CallToolRequestParams = serde_json::from_value(params.clone())
-            .map_err(|e| ConnectError::Protocol(format!("cannot build the call: {e}")))?;
-        let request = ClientRequest::CallToolRequest(CallToolRequest::new(typed));
+        // A round that answers "input required" sends the same call again with the answers,
+        // so each round sends a copy.
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params.clone()));
         let handle = session
             .peer
             .send_cancellable_request(request, PeerRequestOptions::with_timeout(options.timeout))
@@ -196,27 +202,31 @@ pub(crate) async fn call_tool(
             registration.progress(token, tx.clone());
         }
         let id = handle.id.clone();
-        let peer = handle.peer.clone();
         let result = tokio::select! {
             result = handle.await_response() => result.map_err(service_error)?,
             () = options.cancel.cancelled() => {
-                let note = json!({ "requestId": id, "reason": "cancelled by the caller" });
-                if let Ok(params) = serde_json::from_value(note) {
-                    let _ = peer.notify_cancelled(params).await;
-                }
+                let note = CancelledNotificationParam::new(
+                    Some(id),
+                    Some("cancelled by the caller".to_owned()),
+                );
+                let _ = session.peer.notify_cancelled(note).await;
                 return Err(ConnectError::Cancelled);
             }
         };
         match result {
             ServerResult::CallToolResult(result) => {
-                let value = serde_json::to_value(&result)
-                    .map_err(|e| ConnectError::Protocol(e.to_string()))?;
-                return Ok(cut(value, options.max_result_bytes));
+                return Ok(cut(result, options.max_result_bytes));
             }
             ServerResult::InputRequiredResult(input) => {
-                let (responses, state) = answer_input(&*handler, input).await?;
-                params["inputResponses"] = serde_json::to_value(responses).unwrap_or(Value::Null);
-                params["requestState"] = state.map_or(Value::Null, Value::String);
+                let handler = options
+                    .handler
+                    .as_deref()
+                    .unwrap_or(&*session.handler.0.default);
+                let (responses, state) = answer_input(handler, input).await?;
+                // SEP-2322: the state is echoed exactly as received, and left out when the
+                // server sent none.
+                params.input_responses = Some(responses);
+                params.request_state = state;
             }
             _ => {
                 return Err(ConnectError::Protocol(
@@ -258,26 +268,46 @@ async fn answer_input(
     Ok((responses, input.request_state))
 }
 
-/// Cuts a `CallToolResult` (as JSON) to `limit` bytes: content items are kept in order while
-/// they fit, a text item that crosses the limit is shortened, later items are dropped.
-pub(crate) fn cut(result: Value, limit: usize) -> ToolResult {
-    let original = serde_json::to_vec(&result).map(|v| v.len()).unwrap_or(0);
-    let is_error = result
-        .get("isError")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let mut content: Vec<Value> = result
-        .get("content")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut structured = result
-        .get("structuredContent")
-        .cloned()
-        .filter(|v| !v.is_null());
+/// Counts the bytes written to it: the size of a value's JSON without building the JSON.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The length of `value`'s JSON in bytes; `usize::MAX` for a value that cannot be written,
+/// which therefore never fits.
+fn json_size<T: Serialize + ?Sized>(value: &T) -> usize {
+    let mut count = ByteCount(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Turns a result into ours, cut to `limit` bytes of JSON: content items are kept in order
+/// while they fit, a text item that crosses the limit is shortened, later items are dropped.
+///
+/// The size is measured without building the JSON, and a result that fits (nearly every one)
+/// is converted item by item with no further work.
+pub(crate) fn cut(result: CallToolResult, limit: usize) -> ToolResult {
+    let original = json_size(&result);
+    let is_error = result.is_error.unwrap_or(false);
+    let mut structured = result.structured_content.filter(|v| !v.is_null());
+    let content = result
+        .content
+        .iter()
+        .map(|item| serde_json::to_value(item).unwrap_or(Value::Null));
     if original <= limit {
         return ToolResult {
-            content,
+            content: content.collect(),
             structured,
             is_error,
             truncated: None,
@@ -285,16 +315,15 @@ pub(crate) fn cut(result: Value, limit: usize) -> ToolResult {
     }
     let mut budget = limit;
     let mut kept = Vec::new();
-    for mut item in content.drain(..) {
-        let size = serde_json::to_vec(&item)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+    for mut item in content {
+        let size = json_size(&item);
         if size <= budget {
             budget -= size;
             kept.push(item);
             continue;
         }
         if let Some(text) = item.get("text").and_then(Value::as_str) {
+            // Room for the item's other fields.
             let room = budget.saturating_sub(64);
             let mut end = room.min(text.len());
             while end > 0 && !text.is_char_boundary(end) {
@@ -307,10 +336,7 @@ pub(crate) fn cut(result: Value, limit: usize) -> ToolResult {
         }
         break;
     }
-    if structured
-        .as_ref()
-        .is_some_and(|s| serde_json::to_vec(s).map(|v| v.len()).unwrap_or(usize::MAX) > budget)
-    {
+    if structured.as_ref().is_some_and(|s| json_size(s) > budget) {
         structured = None;
     }
     ToolResult {
@@ -397,13 +423,34 @@ mod tests {
     }
 
     #[test]
+    fn sizes_are_those_of_the_json() {
+        let value = json!({"content": [{"type": "text", "text": "é \"quoted\" \n"}], "n": 1.5});
+        assert_eq!(json_size(&value), serde_json::to_vec(&value).unwrap().len());
+    }
+
+    #[test]
+    fn results_that_fit_are_kept_whole() {
+        let result: CallToolResult = serde_json::from_value(json!({
+            "content": [{"type": "text", "text": "hi"}],
+            "structuredContent": {"n": 1},
+            "isError": true
+        }))
+        .unwrap();
+        let got = cut(result, 1 << 20);
+        assert_eq!(got.content, [json!({"type": "text", "text": "hi"})]);
+        assert_eq!(got.structured, Some(json!({"n": 1})));
+        assert!(got.is_error && got.truncated.is_none());
+    }
+
+    #[test]
     fn oversized_results_are_cut_and_say_so() {
         let big = "x".repeat(10_000);
-        let result = json!({"content": [
+        let result: CallToolResult = serde_json::from_value(json!({"content": [
             {"type": "text", "text": "first"},
             {"type": "text", "text": big},
             {"type": "image", "data": "aGk=", "mimeType": "image/png"}
-        ], "isError": false});
+        ], "isError": false}))
+        .unwrap();
         let cut_result = cut(result.clone(), 2_000);
         let t = cut_result.truncated.clone().unwrap();
         assert!(t.original_bytes > 10_000 && t.limit_bytes == 2_000);

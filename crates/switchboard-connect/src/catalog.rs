@@ -100,7 +100,7 @@ pub(crate) fn definition(tool: &Value) -> Result<FunctionDefinition> {
 
 /// Lists everything the server offers, per its declared capabilities.
 pub(crate) async fn discover(session: &Session) -> Result<Catalog> {
-    let caps = &session.info.capabilities;
+    let caps = &session.server.capabilities;
     let peer = &session.peer;
     let mut catalog = Catalog::default();
     // The shortest freshness hint of any page (SEP-2549 `ttlMs`).
@@ -112,7 +112,7 @@ pub(crate) async fn discover(session: &Session) -> Result<Catalog> {
         }
     };
     let hint = &hint;
-    if caps.get("tools").is_some() {
+    if caps.tools.is_some() {
         let tools = all_pages("tool", |cursor| async move {
             let page = peer
                 .list_tools(params(cursor))
@@ -130,7 +130,7 @@ pub(crate) async fn discover(session: &Session) -> Result<Catalog> {
         .await?;
         catalog.tools = tools.iter().map(definition).collect::<Result<_>>()?;
     }
-    if caps.get("resources").is_some() {
+    if caps.resources.is_some() {
         catalog.resources = all_pages("resource", |cursor| async move {
             let page = peer
                 .list_resources(params(cursor))
@@ -158,7 +158,7 @@ pub(crate) async fn discover(session: &Session) -> Result<Catalog> {
         })
         .await?;
     }
-    if caps.get("prompts").is_some() {
+    if caps.prompts.is_some() {
         catalog.prompts = all_pages("prompt", |cursor| async move {
             let page = peer
                 .list_prompts(params(cursor))

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rmcp::ClientHandler;
 use rmcp::model::{
-    ClientConfig, ClientJsonRpcMessage, CreateMessageRequestParams, CreateMessageResult,
-    ElicitRequestParams, ElicitResult, ErrorCode, JsonRpcMessage, ListRootsResult,
-    LoggingMessageNotificationParam, ProgressNotificationParam, ServerJsonRpcMessage,
-    ServerNotification,
+    ClientCapabilities, ClientConfig, ClientJsonRpcMessage, CreateMessageRequestParams,
+    CreateMessageResult, ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorCode,
+    FormElicitationCapability, Implementation, JsonRpcMessage, ListRootsResult,
+    LoggingMessageNotificationParam, ProgressNotificationParam, ProtocolVersion, RootsCapabilities,
+    SamplingCapability, ServerJsonRpcMessage, ServerNotification,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use rmcp::transport::Transport;
@@ -63,6 +64,19 @@ pub trait ServerRequests: Send + Sync + 'static {
     /// the default is none.
     async fn roots(&self) -> Vec<Value> {
         Vec::new()
+    }
+    /// Whether servers are told this handler answers sampling requests (the `sampling` client
+    /// capability). A server that is not told does not ask, so a handler that would decline
+    /// every request keeps the default, `false`. The engine's default handler decides for
+    /// every session of the engine.
+    fn offers_sampling(&self) -> bool {
+        false
+    }
+    /// Whether servers are told this handler has roots (the `roots` client capability); true
+    /// for a handler whose [`ServerRequests::roots`] can return any. Decided like
+    /// [`ServerRequests::offers_sampling`].
+    fn offers_roots(&self) -> bool {
+        false
     }
 }
 
@@ -149,7 +163,9 @@ pub(crate) struct HandlerState {
     /// Where progress updates go, by progress token.
     pub progress: Mutex<ProgressRoutes>,
     pub on_list_changed: OnListChanged,
-    pub info: ClientConfig,
+    /// The client's self-description, shared by every session of an engine (see
+    /// [`client_config`]).
+    pub info: Arc<ClientConfig>,
 }
 
 /// The rmcp client handler of one session.
@@ -157,27 +173,44 @@ pub(crate) struct HandlerState {
 pub(crate) struct Handler(pub Arc<HandlerState>);
 
 /// The client's self-description: name, version and what it can answer.
-pub(crate) fn client_config(protocol_version: &str) -> ClientConfig {
-    serde_json::from_value(json!({
-        "protocolVersion": protocol_version,
-        "capabilities": { "elicitation": { "form": {} }, "sampling": {}, "roots": {} },
-        "clientInfo": { "name": "switchboard", "title": "Switchboard", "version": env!("CARGO_PKG_VERSION") }
-    }))
-    .expect("the client description is valid")
+///
+/// rmcp sends it in `initialize`, and under the stateless protocol (2026-07-28) it copies it
+/// into the `_meta` of every request, where it is cloned, turned into JSON and parsed again by
+/// the server on each call. So it is built once per engine and kept small: no title, and only
+/// the capabilities `handler` can use. Elicitation is always declared, since every handler
+/// answers it (declining is an answer, and a server told nothing may fail the tool instead).
+pub(crate) fn client_config(handler: &dyn ServerRequests) -> Arc<ClientConfig> {
+    let mut capabilities = ClientCapabilities::default();
+    capabilities.elicitation =
+        Some(ElicitationCapability::new().with_form(FormElicitationCapability::new()));
+    if handler.offers_sampling() {
+        capabilities.sampling = Some(SamplingCapability::default());
+    }
+    if handler.offers_roots() {
+        capabilities.roots = Some(RootsCapabilities::default());
+    }
+    let me = Implementation::new("switchboard", env!("CARGO_PKG_VERSION"));
+    // The version `initialize` offers; the stateless protocol is negotiated by the lifecycle
+    // (`session::open`), not by this field.
+    Arc::new(
+        ClientConfig::new(capabilities, me).with_protocol_version(ProtocolVersion::V_2025_11_25),
+    )
 }
 
 impl Handler {
+    /// A session's handler. `info` is the engine's one description of itself
+    /// ([`client_config`]).
     pub(crate) fn new(
         default: Arc<dyn ServerRequests>,
         on_list_changed: OnListChanged,
-        protocol_version: &str,
+        info: Arc<ClientConfig>,
     ) -> Self {
         Handler(Arc::new(HandlerState {
             default,
             calls: Mutex::new(Vec::new()),
             progress: Mutex::new(ProgressRoutes::default()),
             on_list_changed,
-            info: client_config(protocol_version),
+            info,
         }))
     }
 
@@ -334,8 +367,9 @@ impl ClientHandler for Handler {
         (self.0.on_list_changed)(ListKind::Prompts);
     }
 
+    /// rmcp asks once, when the session starts.
     fn get_info(&self) -> ClientConfig {
-        self.0.info.clone()
+        ClientConfig::clone(&self.0.info)
     }
 }
 
@@ -470,6 +504,44 @@ mod tests {
             .collect();
         assert_eq!(seen, [1.0, 2.0]);
         assert_eq!(routes.early.len(), 1, "another call's update stays waiting");
+    }
+
+    #[test]
+    fn the_client_declares_only_what_its_handler_answers() {
+        let decline = DeclineAll {
+            reason: "no".into(),
+        };
+        let described = serde_json::to_value(&*client_config(&decline)).unwrap();
+        assert_eq!(
+            described,
+            json!({
+                "protocolVersion": "2025-11-25",
+                "capabilities": { "elicitation": { "form": {} } },
+                "clientInfo": { "name": "switchboard", "version": env!("CARGO_PKG_VERSION") }
+            })
+        );
+
+        struct Sampler;
+        #[async_trait]
+        impl ServerRequests for Sampler {
+            async fn elicit(&self, _request: ElicitationRequest) -> ElicitationAnswer {
+                ElicitationAnswer::Cancel
+            }
+            async fn sample(&self, request: Value) -> Result<Value, String> {
+                Ok(request)
+            }
+            fn offers_sampling(&self) -> bool {
+                true
+            }
+            fn offers_roots(&self) -> bool {
+                true
+            }
+        }
+        let described = serde_json::to_value(&*client_config(&Sampler)).unwrap();
+        assert_eq!(
+            described["capabilities"],
+            json!({ "elicitation": { "form": {} }, "sampling": {}, "roots": {} })
+        );
     }
 
     #[test]

@@ -101,6 +101,12 @@ impl Engine {
     ) -> Result<ToolResult> {
         let arguments = without_nulls(arguments);
         check_arguments(input_schema, &arguments)?;
+        // `check_arguments` refuses anything but an object; this only unwraps it.
+        let Value::Object(arguments) = arguments else {
+            return Err(ConnectError::InvalidArguments(
+                "the arguments must be a JSON object".into(),
+            ));
+        };
         let key = SessionKey::new(connector, target);
         self.pool
             .with_session(&key, target, |s| async move {

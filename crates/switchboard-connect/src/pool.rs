@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rmcp::model::{ProtocolVersion, ServerNotification, SubscriptionFilter};
+use rmcp::model::{ClientConfig, ProtocolVersion, ServerNotification, SubscriptionFilter};
 use switchboard_domain::ConnectorId;
 use switchboard_net::SafeClient;
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::catalog::{Catalog, discover};
 use crate::error::{ConnectError, Result};
-use crate::handler::{Handler, ListKind, ServerRequests};
+use crate::handler::{Handler, ListKind, ServerRequests, client_config};
 use crate::session::{self, Session, SessionConfig};
 use crate::target::{SessionKey, Target};
 
@@ -76,6 +76,8 @@ pub(crate) struct Pool {
     client: SafeClient,
     config: PoolConfig,
     default_handler: Arc<dyn ServerRequests>,
+    /// How the engine describes itself to servers, built once and shared by every session.
+    client_info: Arc<ClientConfig>,
     events: broadcast::Sender<ListChanged>,
     started: Instant,
     closed: AtomicBool,
@@ -92,6 +94,7 @@ impl Pool {
             slots: Mutex::new(HashMap::new()),
             client,
             config,
+            client_info: client_config(&*default_handler),
             default_handler,
             events,
             started: Instant::now(),
@@ -115,6 +118,10 @@ impl Pool {
         self.default_handler.clone()
     }
 
+    pub(crate) fn client_info(&self) -> Arc<ClientConfig> {
+        self.client_info.clone()
+    }
+
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<ListChanged> {
         self.events.subscribe()
     }
@@ -125,6 +132,10 @@ impl Pool {
 
     fn slot(&self, key: &SessionKey) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        // Every call comes here; only the first for a key needs an owned copy of it.
+        if let Some(slot) = slots.get(key) {
+            return slot.clone();
+        }
         slots
             .entry(key.clone())
             .or_insert_with(|| {
@@ -250,7 +261,7 @@ impl Pool {
         match session::open(target, &self.client, handler, &self.config.session).await {
             Ok(s) => {
                 let s = Arc::new(s);
-                self.listen_for_changes(key.connector, slot, &s);
+                Self::listen_for_changes(&s);
                 connection.session = Some(s.clone());
                 connection.failures = 0;
                 connection.retry_at = None;
@@ -298,32 +309,27 @@ impl Pool {
         Handler::new(
             self.default_handler.clone(),
             on_change,
-            ProtocolVersion::V_2025_11_25.as_str(),
+            self.client_info.clone(),
         )
     }
 
     /// Stateless (2026-07-28) servers send list changes only on a `subscriptions/listen`
     /// stream the client opens; session-based servers use the session's GET stream, which
     /// rmcp opens itself.
-    fn listen_for_changes(&self, connector: ConnectorId, slot: &Arc<Slot>, session: &Arc<Session>) {
-        if session.info.protocol_version != ProtocolVersion::V_2026_07_28.as_str() {
+    fn listen_for_changes(session: &Arc<Session>) {
+        let server = &session.server;
+        if server.protocol_version != ProtocolVersion::V_2026_07_28 {
             return;
         }
-        let caps = &session.info.capabilities;
-        let wants = |k: &str| {
-            caps.get(k)
-                .and_then(|c| c.get("listChanged"))
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false)
-        };
+        let caps = &server.capabilities;
         let mut filter = SubscriptionFilter::builder();
-        if wants("tools") {
+        if caps.tools.as_ref().and_then(|c| c.list_changed) == Some(true) {
             filter = filter.tools_list_changed();
         }
-        if wants("prompts") {
+        if caps.prompts.as_ref().and_then(|c| c.list_changed) == Some(true) {
             filter = filter.prompts_list_changed();
         }
-        if wants("resources") {
+        if caps.resources.as_ref().and_then(|c| c.list_changed) == Some(true) {
             filter = filter.resources_list_changed();
         }
         let filter = filter.build();
@@ -331,7 +337,7 @@ impl Pool {
             return;
         }
         let peer = session.peer.clone();
-        let on_change = self.handler_for(connector, slot).0.on_list_changed.clone();
+        let on_change = session.handler.0.on_list_changed.clone();
         tokio::spawn(async move {
             let Ok(mut subscription) = peer.listen(filter).await else {
                 return;

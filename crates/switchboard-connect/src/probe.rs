@@ -199,7 +199,7 @@ pub(crate) async fn probe(pool: &Pool, target: &Target) -> (ProbeReport, Option<
     let handler = Handler::new(
         pool.default_handler(),
         std::sync::Arc::new(|_| {}),
-        "2025-11-25",
+        pool.client_info(),
     );
     let session = match session::open(target, client, handler, &pool.config().session).await {
         Ok(s) => s,
@@ -215,7 +215,7 @@ pub(crate) async fn probe(pool: &Pool, target: &Target) -> (ProbeReport, Option<
             return (report, None);
         }
     };
-    let info = session.info.clone();
+    let info = session.info();
     let transport = match info.transport {
         switchboard_domain::Transport::StreamableHttpStateless => "Streamable HTTP, stateless",
         switchboard_domain::Transport::StreamableHttp => "Streamable HTTP with a session",
