@@ -75,6 +75,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The message, as the client sees it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<Error> for ApiError {
@@ -107,6 +112,7 @@ impl From<Error> for ApiError {
                 e
             }
             Error::Upstream(m) => Self::new(StatusCode::BAD_GATEWAY, "upstream_failed", m),
+            Error::NeedsAuth(m) => Self::new(StatusCode::CONFLICT, "needs_auth", m),
             Error::Unavailable(detail) => {
                 tracing::warn!(%detail, "dependency unavailable");
                 Self::new(

@@ -29,6 +29,8 @@ use crate::api;
         api::validate_connector, api::refresh_functions, api::probe_url, api::call_function,
         api::list_resources, api::read_resource, api::list_prompts, api::get_prompt, api::complete,
         api::function_diff,
+        api::authorize_connector, api::authorization_status, api::disconnect_connector,
+        api::set_oauth_client, api::set_my_credential, api::remove_my_credential,
     ),
     modifiers(&Security),
     security(("api_token" = []), ("session" = [])),
@@ -38,6 +40,7 @@ use crate::api;
         (name = "connectors", description = "The connector registry"),
         (name = "functions", description = "Functions, their floors, preferences and reviews"),
         (name = "resources", description = "A connector's resources and prompt templates"),
+        (name = "oauth", description = "OAuth authorization of connectors"),
         (name = "audit", description = "The audit log"),
         (name = "operations", description = "Health, readiness and metrics"),
     )

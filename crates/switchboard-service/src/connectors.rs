@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 use switchboard_domain::sanitize::{Finding, sanitize_definition};
 use switchboard_domain::{
     AuditAction, AuthMethod, Connector, ConnectorId, ConnectorName, ConnectorStatus, ConnectorUrl,
-    CredentialKind, Description, FloorPolicy, Function, FunctionVersion, MemberPreference,
-    NewAuditEvent, ReviewState, credential_seal_context,
+    CredentialKind, CredentialScope, Description, FloorPolicy, Function, FunctionVersion,
+    MemberPreference, NewAuditEvent, ReviewState, UserId, credential_seal_context,
 };
 use switchboard_policy::{Decision, Input};
 use switchboard_seal::Sealed;
@@ -27,6 +27,10 @@ pub struct ConnectorInput {
     pub description: Option<String>,
     /// A shared static credential for the whole organization.
     pub credential: Option<CredentialInput>,
+    /// Who holds the credential: the organization (the default) or each member.
+    pub credential_scope: Option<CredentialScope>,
+    /// The auth method, when the admin chooses it rather than detection.
+    pub auth_method: Option<AuthMethod>,
 }
 
 /// Changes to a connector; `None` leaves a field as it is.
@@ -40,6 +44,11 @@ pub struct ConnectorUpdate {
     pub description: Option<Option<String>>,
     /// New shared credential; `Some(None)` removes it.
     pub credential: Option<Option<CredentialInput>>,
+    /// Who holds the credential from now on.
+    pub credential_scope: Option<CredentialScope>,
+    /// The auth method to use, overriding what detection recommended (for example custom
+    /// headers where the server also offers OAuth).
+    pub auth_method: Option<AuthMethod>,
 }
 
 /// A function as a member sees it: its definition, review state, both policy layers and what
@@ -109,6 +118,14 @@ impl FunctionInfo {
     }
 }
 
+fn unknown_method() -> Error {
+    switchboard_domain::ValidationError::new(
+        "auth_method",
+        "choose none, bearer, basic, headers or oauth; unknown is for detection to replace",
+    )
+    .into()
+}
+
 fn auth_method_for(kind: CredentialKind) -> AuthMethod {
     match kind {
         CredentialKind::Bearer => AuthMethod::Bearer,
@@ -148,15 +165,77 @@ impl App {
         })
     }
 
-    /// Opens the organization's shared credential of a connector, for the connector engine.
+    /// Sets or (with `None`) removes the member's own static credential for a connector whose
+    /// members bring their own.
+    pub async fn set_my_credential(
+        &self,
+        access: &OrgAccess,
+        id: ConnectorId,
+        credential: Option<CredentialInput>,
+    ) -> Result<()> {
+        let connector = self.store.connector(access.org(), id).await?;
+        if connector.credential_scope != CredentialScope::Member {
+            return Err(Error::Conflict {
+                field: "credential_scope",
+                message: "this connector uses the organization's credential; an admin sets it"
+                    .into(),
+            });
+        }
+        let sealed = match &credential {
+            Some(input) => {
+                input.check()?;
+                let sealed = self.keys.seal(
+                    &input.to_plaintext(),
+                    &credential_seal_context(id, Some(access.user())),
+                );
+                Some(StoredCredential {
+                    kind: input.kind(),
+                    sealed: sealed.as_str().to_owned(),
+                })
+            }
+            None => None,
+        };
+        let audit = NewAuditEvent::new(AuditAction::CredentialChanged, Some(access.user()))
+            .org(access.org())
+            .target("connector", id)
+            .detail(json!({
+                "holder": "member",
+                "kind": sealed.as_ref().map(|c| c.kind),
+            }));
+        self.store
+            .set_member_credential(
+                access.org(),
+                id,
+                access.user(),
+                sealed.as_ref(),
+                self.now(),
+                &audit,
+            )
+            .await?;
+        self.engine.forget(id).await;
+        Ok(())
+    }
+
+    /// Opens the organization's shared static credential of a connector.
     pub async fn shared_credential(
         &self,
         access: &OrgAccess,
         id: ConnectorId,
     ) -> Result<Option<CredentialInput>> {
+        self.static_credential(access, id, None).await
+    }
+
+    /// Opens a connector's static credential held by `holder` (`None`: the organization's),
+    /// for the connector engine.
+    pub(crate) async fn static_credential(
+        &self,
+        access: &OrgAccess,
+        id: ConnectorId,
+        holder: Option<UserId>,
+    ) -> Result<Option<CredentialInput>> {
         let Some(stored) = self
             .store
-            .connector_credential(access.org(), id, None)
+            .connector_credential(access.org(), id, holder)
             .await?
         else {
             return Ok(None);
@@ -165,7 +244,7 @@ impl App {
             .keys
             .open(
                 &Sealed::from_stored(stored.sealed),
-                &credential_seal_context(id, None),
+                &credential_seal_context(id, holder),
             )
             .map_err(|e| {
                 Error::Internal(format!("cannot open the credential of connector {id}: {e}"))
@@ -201,11 +280,25 @@ impl App {
             .as_deref()
             .map(Description::parse)
             .transpose()?;
+        let credential_scope = input.credential_scope.unwrap_or(CredentialScope::Shared);
+        if credential_scope == CredentialScope::Member && input.credential.is_some() {
+            return Err(switchboard_domain::ValidationError::new(
+                "credential",
+                "a connector whose members bring their own credentials has no shared one",
+            )
+            .into());
+        }
         let credential = input
             .credential
             .as_ref()
             .map(|c| self.seal_credential(id, c))
             .transpose()?;
+        let auth_method = match (input.auth_method, &credential) {
+            (Some(AuthMethod::Unknown), _) => return Err(unknown_method()),
+            (Some(method), _) => method,
+            (None, Some(c)) => auth_method_for(c.kind),
+            (None, None) => AuthMethod::Unknown,
+        };
         let connector = NewConnector {
             id,
             org_id: access.org(),
@@ -213,9 +306,8 @@ impl App {
             url,
             description,
             status: ConnectorStatus::Connecting,
-            auth_method: credential
-                .as_ref()
-                .map_or(AuthMethod::Unknown, |c| auth_method_for(c.kind)),
+            auth_method,
+            credential_scope,
             credential,
             created_at: self.now(),
         };
@@ -274,6 +366,17 @@ impl App {
                     .map_or(AuthMethod::Unknown, |c| auth_method_for(c.kind)),
             );
             patch.credential = Some(sealed);
+        }
+        if let Some(scope) = update.credential_scope {
+            changed.insert("credential_scope".into(), json!(scope));
+            patch.credential_scope = Some(scope);
+        }
+        if let Some(method) = update.auth_method {
+            if method == AuthMethod::Unknown {
+                return Err(unknown_method());
+            }
+            changed.insert("auth_method".into(), json!(method));
+            patch.auth_method = Some(method);
         }
         if changed.is_empty() {
             return Err(switchboard_domain::ValidationError::new(

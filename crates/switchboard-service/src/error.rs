@@ -38,6 +38,10 @@ pub enum Error {
     /// A connector's server failed or refused; the message says how, in plain words.
     #[error("{0}")]
     Upstream(String),
+    /// The connector needs an authorization (or a credential) that is missing or was
+    /// refused for good; the message says who must act.
+    #[error("{0}")]
+    NeedsAuth(String),
     /// A dependency is unavailable; retrying later may succeed.
     #[error("service unavailable: {0}")]
     Unavailable(String),

@@ -12,6 +12,7 @@ mod connectors;
 mod error;
 mod limiter;
 mod mcp;
+mod oauth;
 mod orgs;
 pub mod secrets;
 
@@ -23,7 +24,8 @@ pub use accounts::{IssuedToken, NewSession, OwnerInput, SetupState};
 pub use audit::AuditQuery;
 pub use connectors::{ConnectorInput, ConnectorUpdate, FunctionInfo};
 pub use error::{Error, Result};
-pub use mcp::{CallOutcome, FieldChange, FunctionDiff, Validation, diff_json, rule_words};
+pub use mcp::{CallOutcome, FieldChange, FunctionDiff, Probe, Validation, diff_json, rule_words};
+pub use oauth::{AuthorizationStart, AuthorizationStatus, Connected, OAuthClientInput};
 pub use orgs::NewMemberInput;
 pub use secrets::CredentialInput;
 pub use switchboard_connect::{ProbeReport, Progress, ToolResult};
@@ -35,6 +37,9 @@ use switchboard_seal::KeyRing;
 /// Settings the services need from the operator's configuration.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
+    /// The URL Switchboard is reached at: OAuth redirects and the client ID metadata document
+    /// live under it.
+    pub public_url: url::Url,
     /// Where plain `http` connector URLs are allowed.
     pub http: HttpAllowance,
     /// How long a browser session lasts.
@@ -56,6 +61,7 @@ pub struct ServiceConfig {
 impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
+            public_url: url::Url::parse("http://127.0.0.1:8080").expect("a valid URL"),
             http: HttpAllowance::default(),
             session_ttl: Duration::from_secs(12 * 3600),
             max_token_days: 365,
@@ -72,6 +78,7 @@ impl Default for ServiceConfig {
 pub struct App {
     store: Arc<dyn Store>,
     engine: switchboard_connect::Engine,
+    oauth: oauth::OAuthState,
     keys: KeyRing,
     config: ServiceConfig,
     login_by_account: limiter::Limiter,
@@ -119,10 +126,19 @@ impl App {
         let handler = Arc::new(switchboard_connect::DeclineAll {
             reason: "Switchboard cannot put this question to a person here yet".into(),
         });
+        let mut oauth_config = switchboard_oauth::ClientConfig::new(
+            "Switchboard",
+            oauth::callback_url(&config.public_url),
+        );
+        oauth_config.metadata_document_url = oauth::metadata_document_url(&config.public_url);
+        oauth_config.http = config.http.clone();
+        let oauth_client = switchboard_oauth::AuthClient::new(&client, oauth_config)
+            .map_err(|e| Error::Internal(format!("cannot build the OAuth client: {e}")))?;
         let engine = switchboard_connect::Engine::new(client, pool, handler);
         Ok(Self {
             store,
             engine,
+            oauth: oauth::OAuthState::new(oauth_client),
             keys,
             config,
             login_by_account,

@@ -12,13 +12,14 @@ use switchboard_connect::{
 };
 use switchboard_domain::{
     AuditAction, AuthMethod, Connector, ConnectorId, ConnectorStatus, ConnectorUrl,
-    FunctionDefinition, NewAuditEvent, NewFunctionState, ReviewState, SyncSummary,
+    CredentialScope, FunctionDefinition, NewAuditEvent, NewFunctionState, ReviewState, SyncSummary,
 };
 use switchboard_policy::{Decision, Input, Outcome};
 use switchboard_store::{ConnectorPatch, DiscoveredFunction};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::oauth::GrantUse;
 use crate::secrets::sha256_hex;
 use crate::{AdminAccess, App, CredentialInput, Error, OrgAccess, Result};
 
@@ -32,6 +33,23 @@ pub struct Validation {
     pub report: ProbeReport,
     /// What discovery changed in the pinned functions, when it ran.
     pub functions: Option<SyncSummary>,
+    /// How the server wants to be authenticated, step by step with the evidence, when it
+    /// asked for credentials.
+    #[schema(value_type = Option<Object>)]
+    pub auth: Option<switchboard_oauth::Detection>,
+}
+
+/// A probe of a URL: the connection report and, when the server asked for credentials, how
+/// it wants to be authenticated.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Probe {
+    /// The connection, step by step.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub report: ProbeReport,
+    /// Auth detection, step by step with its evidence.
+    #[schema(value_type = Option<Object>)]
+    pub auth: Option<switchboard_oauth::Detection>,
 }
 
 /// A function called by hand through the API or the CLI.
@@ -125,22 +143,97 @@ fn connect_error(e: ConnectError) -> Error {
         }
         ConnectError::Unknown { kind, .. } => Error::NotFound(kind),
         ConnectError::AuthRequired { .. } => {
-            Error::Upstream(format!("{e}; the connector needs credentials"))
+            Error::NeedsAuth(format!("{e}; the connector needs credentials"))
         }
         other => Error::Upstream(other.to_string()),
     }
 }
 
 impl App {
-    /// The engine's target for a connector: its URL, the organization's credential as
-    /// headers, and the transport that answered last time.
-    async fn target(&self, access: &OrgAccess, connector: &Connector) -> Result<Target> {
-        let credential = self.shared_credential(access, connector.id).await?;
-        Ok(Target {
-            url: connector.url.as_url().clone(),
-            headers: headers_for(credential),
-            transport: connector.transport,
-        })
+    /// The engine's target for a connector as `access`'s member uses it: its URL, the
+    /// credential as headers (the organization's or the member's own, static or an OAuth
+    /// grant, refreshed first when about to expire), and the transport that answered last
+    /// time. Also the grant used, so a 401 can refresh exactly that version.
+    async fn target(
+        &self,
+        access: &OrgAccess,
+        connector: &Connector,
+    ) -> Result<(Target, Option<GrantUse>)> {
+        let holder = match connector.credential_scope {
+            CredentialScope::Shared => None,
+            CredentialScope::Member => Some(access.user()),
+        };
+        let (headers, grant) = if connector.auth_method == AuthMethod::Oauth {
+            let grant = self
+                .grant_authorization(access.org(), connector, holder)
+                .await?;
+            (
+                vec![("Authorization".to_owned(), grant.authorization.clone())],
+                Some(grant),
+            )
+        } else {
+            let credential = self.static_credential(access, connector.id, holder).await?;
+            if credential.is_none() && holder.is_some() && connector.auth_method != AuthMethod::None
+            {
+                return Err(Error::NeedsAuth(
+                    "every member brings their own credential for this connector, and you have \
+                     not set yours"
+                        .into(),
+                ));
+            }
+            (headers_for(credential), None)
+        };
+        Ok((
+            Target {
+                url: connector.url.as_url().clone(),
+                headers,
+                transport: connector.transport,
+            },
+            grant,
+        ))
+    }
+
+    /// Runs one engine operation against a connector with its credential. A 401 on an OAuth
+    /// grant refreshes that grant (once, for all concurrent callers) and tries once more; a
+    /// 403 asking for more scope is remembered, so the next authorization asks for it. The
+    /// outer error is about credentials, the inner one is the engine's.
+    async fn with_connector<T, F, Fut>(
+        &self,
+        access: &OrgAccess,
+        connector: &Connector,
+        op: F,
+    ) -> Result<std::result::Result<T, ConnectError>>
+    where
+        F: Fn(Target) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, ConnectError>>,
+    {
+        let (target, grant) = self.target(access, connector).await?;
+        let first = op(target.clone()).await;
+        match (&first, grant) {
+            (Err(ConnectError::AuthRequired { status: 401, .. }), Some(used)) => {
+                let fresh = self
+                    .refresh_grant(access.org(), connector, used.grant, used.version)
+                    .await?;
+                let mut target = target;
+                target.headers = vec![("Authorization".to_owned(), fresh.authorization)];
+                Ok(op(target).await)
+            }
+            (
+                Err(ConnectError::AuthRequired {
+                    status: 403,
+                    challenge: Some(challenge),
+                }),
+                Some(_),
+            ) => {
+                self.remember_step_up(access, connector, challenge).await?;
+                Err(Error::NeedsAuth(
+                    "the server wants more permissions than the grant has; authorize the \
+                     connector again to grant them"
+                        .into(),
+                ))
+            }
+            _ => Ok(first),
+        }
     }
 
     /// Probes any URL with an optional credential, for `switchboard probe` (admins only: it
@@ -150,7 +243,7 @@ impl App {
         _access: &AdminAccess,
         url: &str,
         credential: Option<CredentialInput>,
-    ) -> Result<ProbeReport> {
+    ) -> Result<Probe> {
         let url = ConnectorUrl::parse(url, &self.config.http)?;
         if let Some(c) = &credential {
             c.check()?;
@@ -160,7 +253,31 @@ impl App {
             headers: headers_for(credential),
             transport: None,
         };
-        Ok(self.engine.probe(&target).await.0)
+        let report = self.engine.probe(&target).await.0;
+        let auth = match report.auth {
+            Some(_) => Some(self.oauth.client.detect(&target.url, &target.headers).await),
+            None => None,
+        };
+        Ok(Probe { report, auth })
+    }
+
+    /// Records what auth detection found on a connector: the recommended method while none
+    /// was chosen, and the authorization server's details for OAuth.
+    fn apply_detection(
+        &self,
+        connector: &Connector,
+        detection: &switchboard_oauth::Detection,
+        patch: &mut ConnectorPatch,
+    ) -> Result<()> {
+        if connector.auth_method == AuthMethod::Unknown && detection.method != AuthMethod::Unknown {
+            patch.auth_method = Some(detection.method);
+        }
+        if let Some(server) = &detection.oauth {
+            patch.auth_detail = Some(Some(
+                serde_json::to_value(server).map_err(|e| Error::Internal(e.to_string()))?,
+            ));
+        }
+        Ok(())
     }
 
     /// Validates a connector: probes it, records what answered, pins what it offers and sets
@@ -177,7 +294,7 @@ impl App {
                 message: "the connector is disabled; enable it first".into(),
             });
         }
-        let target = self.target(access, &connector).await?;
+        let (target, _) = self.target(access, &connector).await?;
         let (report, catalog) = self.engine.probe(&target).await;
         let mut patch = ConnectorPatch::at(self.now());
         let mut functions = None;
@@ -206,6 +323,12 @@ impl App {
                 patch.status = Some((status, Some(format!("{step}: {reason}"))));
             }
         }
+        let mut auth = None;
+        if report.auth.is_some() {
+            let detection = self.oauth.client.detect(&target.url, &target.headers).await;
+            self.apply_detection(&connector, &detection, &mut patch)?;
+            auth = Some(detection);
+        }
         let audit = NewAuditEvent::new(AuditAction::ConnectorValidated, Some(access.user()))
             .org(access.org())
             .target("connector", id)
@@ -220,6 +343,7 @@ impl App {
             connector,
             report,
             functions,
+            auth,
         })
     }
 
@@ -275,11 +399,11 @@ impl App {
         id: ConnectorId,
     ) -> Result<SyncSummary> {
         let connector = self.active_connector(access, id).await?;
-        let target = self.target(access, &connector).await?;
         let catalog = self
-            .engine
-            .catalog(id, &target, true)
-            .await
+            .with_connector(access, &connector, |t| async move {
+                self.engine.catalog(id, &t, true).await
+            })
+            .await?
             .map_err(connect_error)?;
         self.pin(access, &connector, &catalog).await
     }
@@ -291,11 +415,11 @@ impl App {
         let org = self.store.connector_org(id).await?;
         let connector = self.store.connector(org, id).await?;
         let access = OrgAccess::system(org);
-        let target = self.target(&access, &connector).await?;
         let catalog = self
-            .engine
-            .catalog(id, &target, true)
-            .await
+            .with_connector(&access, &connector, |t| async move {
+                self.engine.catalog(id, &t, true).await
+            })
+            .await?
             .map_err(connect_error)?;
         self.pin(&access, &connector, &catalog).await
     }
@@ -329,6 +453,15 @@ impl App {
                 field: "status",
                 message: "the connector is disabled".into(),
             }),
+            // Validating again would not help: the server wants credentials, so say so with
+            // the code clients act on (authorize, or set a credential).
+            ConnectorStatus::NeedsAuth => Err(Error::NeedsAuth(format!(
+                "the connector needs credentials{}",
+                connector
+                    .last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            ))),
             other => Err(Error::Conflict {
                 field: "status",
                 message: format!(
@@ -374,7 +507,6 @@ impl App {
                 rule_words(decision)
             )));
         }
-        let target = self.target(access, &connector).await?;
         let options = CallOptions {
             timeout: self.config.call_timeout,
             progress,
@@ -383,11 +515,17 @@ impl App {
             max_result_bytes: self.config.max_result_bytes,
         };
         let started = Instant::now();
-        let schema = view.function.definition.input_schema.clone();
+        let schema = &view.function.definition.input_schema;
         let result = self
-            .engine
-            .call_tool(id, &target, name, arguments, &schema, options)
-            .await;
+            .with_connector(access, &connector, |t| {
+                let (arguments, options) = (arguments.clone(), options.clone());
+                async move {
+                    self.engine
+                        .call_tool(id, &t, name, arguments, schema, options)
+                        .await
+                }
+            })
+            .await?;
         let millis = started.elapsed().as_millis() as u64;
         let outcome = match &result {
             Ok(r) if r.is_error => "tool_error",
@@ -445,11 +583,11 @@ impl App {
 
     async fn catalog(&self, access: &OrgAccess, id: ConnectorId) -> Result<Arc<Catalog>> {
         let connector = self.active_connector(access, id).await?;
-        let target = self.target(access, &connector).await?;
-        self.engine
-            .catalog(id, &target, false)
-            .await
-            .map_err(connect_error)
+        self.with_connector(access, &connector, |t| async move {
+            self.engine.catalog(id, &t, false).await
+        })
+        .await?
+        .map_err(connect_error)
     }
 
     /// Reads one of the server's resources.
@@ -460,11 +598,11 @@ impl App {
         uri: &str,
     ) -> Result<Vec<Value>> {
         let connector = self.active_connector(access, id).await?;
-        let target = self.target(access, &connector).await?;
-        self.engine
-            .read_resource(id, &target, uri)
-            .await
-            .map_err(connect_error)
+        self.with_connector(access, &connector, |t| async move {
+            self.engine.read_resource(id, &t, uri).await
+        })
+        .await?
+        .map_err(connect_error)
     }
 
     /// Gets one of the server's prompts with its arguments.
@@ -476,11 +614,12 @@ impl App {
         arguments: Value,
     ) -> Result<Value> {
         let connector = self.active_connector(access, id).await?;
-        let target = self.target(access, &connector).await?;
-        self.engine
-            .get_prompt(id, &target, name, arguments)
-            .await
-            .map_err(connect_error)
+        self.with_connector(access, &connector, |t| {
+            let arguments = arguments.clone();
+            async move { self.engine.get_prompt(id, &t, name, arguments).await }
+        })
+        .await?
+        .map_err(connect_error)
     }
 
     /// Asks the server to complete an argument.
@@ -493,11 +632,16 @@ impl App {
         value: &str,
     ) -> Result<Vec<String>> {
         let connector = self.active_connector(access, id).await?;
-        let target = self.target(access, &connector).await?;
-        self.engine
-            .complete(id, &target, reference, argument, value)
-            .await
-            .map_err(connect_error)
+        self.with_connector(access, &connector, |t| {
+            let reference = reference.clone();
+            async move {
+                self.engine
+                    .complete(id, &t, reference, argument, value)
+                    .await
+            }
+        })
+        .await?
+        .map_err(connect_error)
     }
 
     /// The difference between a function's approved and current definitions.

@@ -21,8 +21,8 @@ pub async fn create_owner(config: &Config, args: CreateOwnerArgs) -> Result<()> 
             path.display()
         );
     }
-    let app =
-        App::new(store, ring, config.service_config()).context("cannot start the application")?;
+    let app = App::new(store, ring, config.service_config(config.listen))
+        .context("cannot start the application")?;
     let input = OwnerInput {
         email: args.email,
         display_name: args.name,

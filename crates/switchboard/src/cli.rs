@@ -438,6 +438,34 @@ pub struct CredentialArgs {
     pub headers_stdin: bool,
 }
 
+/// How Switchboard authenticates to a connector's server.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AuthArg {
+    /// No credentials.
+    None,
+    /// A bearer token.
+    Bearer,
+    /// HTTP Basic.
+    Basic,
+    /// Custom headers, such as an API key header.
+    Headers,
+    /// OAuth 2.1.
+    Oauth,
+}
+
+impl AuthArg {
+    /// The API's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthArg::None => "none",
+            AuthArg::Bearer => "bearer",
+            AuthArg::Basic => "basic",
+            AuthArg::Headers => "headers",
+            AuthArg::Oauth => "oauth",
+        }
+    }
+}
+
 /// A function's floor, set by an admin.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum FloorArg {
@@ -476,6 +504,13 @@ pub enum ConnectorCommand {
         /// What it is for.
         #[arg(long)]
         description: Option<String>,
+        /// Every member brings their own credential (or connects their own account) instead of
+        /// one shared by the organization.
+        #[arg(long)]
+        per_member: bool,
+        /// The auth method, instead of the detected one.
+        #[arg(long, value_enum)]
+        auth: Option<AuthArg>,
         /// Credential.
         #[command(flatten)]
         credential: CredentialArgs,
@@ -550,6 +585,37 @@ pub enum ConnectorCommand {
         /// The preference.
         #[arg(value_enum)]
         preference: PreferenceArg,
+    },
+    /// Connect an OAuth connector: prints the link to open in a browser (or opens it with
+    /// --open), then waits until the authorization completes. On a connector every member
+    /// connects for themselves this connects your own account; otherwise (admins) the
+    /// organization's.
+    Connect {
+        /// Its name.
+        connector: String,
+        /// Open the link in the default browser.
+        #[arg(long)]
+        open: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
+    /// Disconnect an OAuth connector: revoke its tokens at the authorization server and
+    /// delete them.
+    Disconnect {
+        /// Its name.
+        connector: String,
+    },
+    /// Set your own credential on a connector where every member brings their own.
+    MyCredential {
+        /// Its name.
+        connector: String,
+        /// Remove your credential.
+        #[arg(long, conflicts_with_all = ["bearer", "basic", "header", "headers_stdin"])]
+        remove: bool,
+        /// The credential.
+        #[command(flatten)]
+        credential: CredentialArgs,
     },
     /// Connect to the connector's server, step by step, and record what it offers (admins).
     /// Exits non-zero when a step fails.

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use switchboard_domain::HttpAllowance;
 use switchboard_server::ServerConfig;
 use switchboard_service::ServiceConfig;
+use url::Url;
 
 use crate::secret::{DatabaseUrl, MasterKeyText};
 
@@ -34,6 +35,7 @@ const OTHER_ENV: &[&str] = &["CONFIG", "CONFIG_DIR", "SERVER", "TOKEN", "ORG"];
 /// that also holds ordinary settings.
 const ENV_KEYS: &[(&str, &str)] = &[
     ("LISTEN", "listen"),
+    ("PUBLIC_URL", "public_url"),
     ("DATA_DIR", "data_dir"),
     ("DATABASE_URL", "database_url"),
     ("LOG_FORMAT", "log.format"),
@@ -204,6 +206,8 @@ impl TryFrom<String> for HostRule {
 pub struct Layer {
     #[serde(default, deserialize_with = "deserialize_listen")]
     listen: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "deserialize_public_url")]
+    public_url: Option<Url>,
     data_dir: Option<PathBuf>,
     database_url: Option<DatabaseUrl>,
     #[serde(default)]
@@ -335,6 +339,11 @@ impl Layer {
                     layer.listen =
                         Some(parse_listen(&raw).map_err(|e| anyhow!("{ENV_PREFIX}{var}: {e}"))?)
                 }
+                "PUBLIC_URL" => {
+                    layer.public_url = Some(
+                        parse_public_url(&raw).map_err(|e| anyhow!("{ENV_PREFIX}{var}: {e}"))?,
+                    )
+                }
                 "DATA_DIR" => layer.data_dir = Some(PathBuf::from(raw)),
                 "DATABASE_URL" => layer.database_url = Some(parse(var, &raw)?),
                 "LOG_FORMAT" => layer.log.format = Some(parse(var, &raw)?),
@@ -423,6 +432,7 @@ impl Layer {
         let (s, t) = (self.security, top.security);
         Layer {
             listen: top.listen.or(self.listen),
+            public_url: top.public_url.or(self.public_url),
             data_dir: top.data_dir.or(self.data_dir),
             database_url: top.database_url.or(self.database_url),
             log: LogLayer {
@@ -467,6 +477,33 @@ impl Layer {
             },
         }
     }
+}
+
+/// Parses the URL people and authorization servers reach Switchboard at: `http` or `https`,
+/// with no user name, query or fragment. A trailing slash is dropped so paths join cleanly.
+pub fn parse_public_url(raw: &str) -> Result<Url, String> {
+    let mut url = Url::parse(raw.trim()).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("must be http or https, found {}", url.scheme()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a user name or password".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or a fragment".into());
+    }
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&path);
+    Ok(url)
+}
+
+fn deserialize_public_url<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Url>, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_public_url(&raw)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Parses a listen address, with a hint when the port or the host is missing.
@@ -531,6 +568,9 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// Where the HTTP server binds.
     pub listen: SocketAddr,
+    /// The URL Switchboard is reached at, when set; otherwise `http://` and the address it
+    /// listens on (see [`Config::public_url_for`]).
+    pub public_url: Option<Url>,
     /// Where the SQLite database and the generated key live.
     pub data_dir: PathBuf,
     /// The database.
@@ -624,6 +664,7 @@ impl Config {
             listen: l
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            public_url: l.public_url,
             data_dir,
             database_url,
             log_format: l.log.format.unwrap_or(LogFormat::Text),
@@ -674,9 +715,18 @@ impl Config {
         })
     }
 
-    /// The settings the application services need.
-    pub fn service_config(&self) -> ServiceConfig {
+    /// The public URL: the configured one, or the address the server is listening on.
+    pub fn public_url_for(&self, bound: SocketAddr) -> Url {
+        self.public_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{bound}")).expect("an address makes a valid URL")
+        })
+    }
+
+    /// The settings the application services need; `bound` is the address the server
+    /// actually listens on (the configured port may be 0).
+    pub fn service_config(&self, bound: SocketAddr) -> ServiceConfig {
         ServiceConfig {
+            public_url: self.public_url_for(bound),
             http: HttpAllowance {
                 loopback: self.allow_http_loopback,
                 hosts: self.allow_http_hosts.clone(),
@@ -731,7 +781,7 @@ impl Config {
             MasterKeySource::DataDir(p) => format!("# master key: {}\n", p.display()),
         };
         format!(
-            "listen = {listen}\ndata_dir = {data_dir}\ndatabase_url = {db}\n\n\
+            "listen = {listen}\n{public}data_dir = {data_dir}\ndatabase_url = {db}\n\n\
              [log]\nformat = {format}\nlevel = {level}\n\n\
              [security]\n{key}allow_http_loopback = {loopback}\nallow_http_hosts = [{hosts}]\n\
              cookie_secure = {cookie}\nsession_hours = {session}\nmax_token_days = {token_days}\n\
@@ -741,6 +791,10 @@ impl Config {
              [connectors]\ncall_timeout_secs = {call}\nmax_result_bytes = {result}\n\
              session_idle_secs = {idle}\n",
             listen = q(&self.listen.to_string()),
+            public = match &self.public_url {
+                Some(url) => format!("public_url = {}\n", q(url.as_str())),
+                None => "# public_url: http:// and the listening address\n".into(),
+            },
             data_dir = q(&self.data_dir.display().to_string()),
             db = q(&self.database_url.redacted()),
             format = q(&self.log_format.to_string()),
@@ -786,6 +840,12 @@ pub const DEFAULT_TOML: &str = r#"# Switchboard configuration.
 
 # Address and port the HTTP server listens on. [SWITCHBOARD_LISTEN]
 listen = "127.0.0.1:8080"
+
+# The URL people and OAuth authorization servers reach Switchboard at, behind any proxy. OAuth
+# redirects come back to <public_url>/oauth/callback, and the client ID metadata document is
+# served at <public_url>/oauth/client-metadata.json. Unset, it is http:// and the listening
+# address, which suits a single machine. [SWITCHBOARD_PUBLIC_URL]
+# public_url = "https://switchboard.example.com"
 
 # Holds the SQLite database and the generated master key. Created with mode 0700.
 # [SWITCHBOARD_DATA_DIR]
@@ -886,11 +946,38 @@ mod tests {
     }
 
     #[test]
+    fn the_public_url_is_checked_and_defaults_to_the_listening_address() {
+        let c = from_text("", &[], Flags::default()).unwrap();
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        assert_eq!(c.public_url_for(bound).as_str(), "http://127.0.0.1:4321/");
+        let c = from_text(
+            "",
+            &[("SWITCHBOARD_PUBLIC_URL", "https://sb.example.com/base/")],
+            Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.public_url_for(bound).as_str(),
+            "https://sb.example.com/base"
+        );
+        for (raw, problem) in [
+            ("ftp://sb.example.com", "must be http or https"),
+            ("https://u:p@sb.example.com", "user name or password"),
+            ("https://sb.example.com/?a=b", "query or a fragment"),
+            ("sb.example.com", "not a URL"),
+        ] {
+            let err =
+                from_text(&format!("public_url = \"{raw}\""), &[], Flags::default()).unwrap_err();
+            assert!(format!("{err:#}").contains(problem), "{raw}: {err:#}");
+        }
+    }
+
+    #[test]
     fn the_printed_default_file_is_the_built_in_defaults() {
         let printed = from_text(DEFAULT_TOML, &[], Flags::default()).unwrap();
         let built_in = Config::assemble(None, &env(&[]), Flags::default()).unwrap();
         assert_eq!(printed.to_toml(), built_in.to_toml());
-        let service = printed.service_config();
+        let service = printed.service_config(printed.listen);
         let default = ServiceConfig::default();
         assert_eq!(service.session_ttl, default.session_ttl);
         assert_eq!(service.login_window, default.login_window);
@@ -1093,7 +1180,7 @@ mod tests {
             Flags::default(),
         )
         .unwrap();
-        let service = c.service_config();
+        let service = c.service_config(c.listen);
         assert_eq!(service.call_timeout, Duration::from_secs(30));
         assert_eq!(service.max_result_bytes, 65536);
         assert_eq!(service.session_idle, Duration::from_secs(90));

@@ -76,17 +76,19 @@ pub async fn run(config: Config) -> Result<()> {
         );
     }
     tracing::info!(key = keys.current_id(), source = %config.master_key, "master key loaded");
-    let app = Arc::new(
-        App::new(store, keys, config.service_config()).context("cannot start the application")?,
-    );
-    let _watch = app.watch_list_changes();
-
+    // Bound before the application is made: the public URL defaults to the address actually
+    // listened on, which with port 0 is known only now.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    let app = Arc::new(
+        App::new(store, keys, config.service_config(addr))
+            .context("cannot start the application")?,
+    );
+    let _watch = app.watch_list_changes();
 
     if let Some(token) = app
         .ensure_setup_token()

@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use switchboard_domain::{
-    Connector, ConnectorId, FloorPolicy, Function, FunctionVersion, MemberPreference,
+    AuthMethod, Connector, ConnectorId, CredentialScope, FloorPolicy, Function, FunctionVersion,
+    MemberPreference,
 };
 use switchboard_service::{
     ConnectorInput, ConnectorUpdate, CredentialInput, FunctionInfo, OrgAccess,
@@ -54,6 +55,11 @@ pub(crate) struct NewConnectorRequest {
     description: Option<String>,
     /// A static credential shared by the organization; sealed at rest, never returned.
     credential: Option<CredentialInput>,
+    /// Who holds the credential: `shared` (the organization, the default) or `member` (every
+    /// member brings their own token or connects their own account).
+    credential_scope: Option<CredentialScope>,
+    /// The auth method, when chosen rather than detected.
+    auth_method: Option<AuthMethod>,
 }
 
 /// Registers a connector (owners and admins).
@@ -72,6 +78,8 @@ pub(crate) async fn create_connector(
         url: req.url,
         description: req.description,
         credential: req.credential,
+        credential_scope: req.credential_scope,
+        auth_method: req.auth_method,
     };
     Ok(created(state.app.create_connector(&access, input).await?))
 }
@@ -101,6 +109,10 @@ pub(crate) struct UpdateConnectorRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<CredentialInput>)]
     credential: Option<Option<CredentialInput>>,
+    /// `shared` or `member`.
+    credential_scope: Option<CredentialScope>,
+    /// The auth method to use instead of the detected one.
+    auth_method: Option<AuthMethod>,
 }
 
 /// Changes a connector (owners and admins). A new URL sends it back to `connecting`.
@@ -118,6 +130,8 @@ pub(crate) async fn update_connector(
         url: req.url,
         description: req.description,
         credential: req.credential,
+        credential_scope: req.credential_scope,
+        auth_method: req.auth_method,
     };
     Ok(Json(
         state

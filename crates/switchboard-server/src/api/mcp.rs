@@ -67,7 +67,7 @@ pub(crate) async fn probe_url(
     Authed(actor): Authed,
     Path(org_id): Path<String>,
     Body(req): Body<ProbeRequest>,
-) -> ApiResult<Json<switchboard_service::ProbeReport>> {
+) -> ApiResult<Json<switchboard_service::Probe>> {
     let access = org_access(&state, &actor, &org_id).await?.admin()?;
     Ok(Json(
         state

@@ -4,6 +4,7 @@ mod accounts;
 mod audit;
 mod connectors;
 mod mcp;
+mod oauth;
 mod orgs;
 
 use std::str::FromStr;
@@ -26,6 +27,7 @@ pub(crate) use accounts::*;
 pub(crate) use audit::*;
 pub(crate) use connectors::*;
 pub(crate) use mcp::*;
+pub(crate) use oauth::*;
 pub(crate) use orgs::*;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -109,12 +111,31 @@ pub(crate) fn routes(state: State) -> Router {
             "/connectors/{connector_id}/functions/{name}/diff",
             get(function_diff),
         )
+        .route(
+            "/connectors/{connector_id}/authorize",
+            post(authorize_connector),
+        )
+        .route(
+            "/connectors/{connector_id}/authorization",
+            get(authorization_status).delete(disconnect_connector),
+        )
+        .route(
+            "/connectors/{connector_id}/oauth/client",
+            put(set_oauth_client),
+        )
+        .route(
+            "/connectors/{connector_id}/credential",
+            put(set_my_credential).delete(remove_my_credential),
+        )
         .route("/openapi.json", get(openapi));
 
     let max_body = state.config.max_body_bytes;
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", api)
+        .route("/oauth/start", get(oauth::start))
+        .route("/oauth/callback", get(oauth::callback))
+        .route("/oauth/client-metadata.json", get(oauth::client_metadata))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -91,11 +91,19 @@ pub async fn run(
             name,
             url,
             description,
+            per_member,
+            auth,
             credential: cred,
         } => {
             let mut body = json!({ "name": name, "url": url });
             if let Some(description) = description {
                 body["description"] = json!(description);
+            }
+            if per_member {
+                body["credential_scope"] = json!("member");
+            }
+            if let Some(auth) = auth {
+                body["auth_method"] = json!(auth.as_str());
             }
             if let Some(cred) = credential(&cred)? {
                 body["credential"] = cred;
@@ -283,6 +291,45 @@ pub async fn run(
             Ok(())
         }
         ConnectorCommand::Test { connector } => engine::test(api, json, &org, &connector).await,
+        ConnectorCommand::Connect {
+            connector,
+            open,
+            timeout,
+        } => connect(api, json, &org, &connector, open, timeout).await,
+        ConnectorCommand::Disconnect { connector } => {
+            let found = resolve_connector(api, &org, &connector).await?;
+            api.delete(&["connectors", &id_of(&found)?, "authorization"])
+                .await?;
+            if !json {
+                println!("disconnected {connector}; its tokens were revoked and deleted");
+            }
+            Ok(())
+        }
+        ConnectorCommand::MyCredential {
+            connector,
+            remove,
+            credential: cred,
+        } => {
+            let found = resolve_connector(api, &org, &connector).await?;
+            let id = id_of(&found)?;
+            if remove {
+                api.delete(&["connectors", &id, "credential"]).await?;
+                if !json {
+                    println!("removed your credential for {connector}");
+                }
+                return Ok(());
+            }
+            let Some(body) = credential(&cred)? else {
+                bail!(
+                    "give a credential (--bearer, --basic USER, --header or --headers-stdin), or --remove"
+                );
+            };
+            api.put(&["connectors", &id, "credential"], &body).await?;
+            if !json {
+                println!("set your credential for {connector}");
+            }
+            Ok(())
+        }
         ConnectorCommand::Refresh { connector } => {
             engine::refresh(api, json, &org, &connector).await
         }
@@ -369,6 +416,71 @@ async fn set_enabled(
         );
     }
     Ok(())
+}
+
+/// `connector connect`: starts the authorization, shows (or opens) the link, and waits until
+/// the grant is stored or the wait runs out.
+async fn connect(
+    api: &Api,
+    json: bool,
+    org: &OrgRef,
+    connector: &str,
+    open: bool,
+    timeout: u64,
+) -> Result<()> {
+    let found = resolve_connector(api, org, connector).await?;
+    let id = id_of(&found)?;
+    let before = api.get(&["connectors", &id, "authorization"]).await?;
+    let started = api
+        .post(&["connectors", &id, "authorize"], &json!({}))
+        .await?;
+    let url = text(&started, "url");
+    if json {
+        println!("{started}");
+    } else {
+        eprintln!(
+            "Open this link in a browser to connect {connector} (it works once):\n\n    {url}\n"
+        );
+    }
+    if open && let Err(e) = open_in_browser(&url) {
+        eprintln!("could not open a browser ({e}); open the link by hand");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let spinner = crate::spinner::Spinner::start("waiting for the authorization to complete");
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = api.get(&["connectors", &id, "authorization"]).await?;
+        let renewed = now.get("updated_at") != before.get("updated_at");
+        if renewed && now.get("connected") == Some(&Value::Bool(true)) {
+            drop(spinner);
+            if !json {
+                println!("connected {connector}");
+            }
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            drop(spinner);
+            bail!(
+                "the authorization did not complete within {timeout} seconds; run the command again"
+            );
+        }
+    }
+}
+
+/// Opens `url` with the desktop's default handler.
+fn open_in_browser(url: &str) -> std::io::Result<()> {
+    let program = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(program)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(|_| ())
 }
 
 #[cfg(test)]

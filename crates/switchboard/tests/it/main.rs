@@ -9,4 +9,5 @@ mod config;
 mod db;
 mod engine_cli;
 mod keys;
+mod oauth;
 mod support;

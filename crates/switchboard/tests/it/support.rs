@@ -266,6 +266,11 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// What it has written to standard output so far (its log).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
     /// Sends SIGTERM and waits for it to exit.
     pub fn terminate(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
@@ -387,6 +392,8 @@ pub async fn connector_with_secret(
                 credential: Some(CredentialInput::Bearer {
                     token: token.into(),
                 }),
+                credential_scope: None,
+                auth_method: None,
             },
         )
         .await
