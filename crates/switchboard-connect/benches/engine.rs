@@ -232,25 +232,26 @@ async fn plain_session<H: ClientHandler>(
     Ok(handler.serve_with_lifecycle(transport, lifecycle).await?)
 }
 
-/// The client description the engine sends (`handler::client_config` in the engine), for the
-/// attribution variant that gives a plain client the same one.
+/// The client description the engine sends with the benchmark's handler, which offers neither
+/// sampling nor roots (`handler::client_config` in the engine), for the attribution variant
+/// that gives a plain client the same one.
 fn engine_client_config() -> ClientConfig {
-    serde_json::from_value(json!({
-        "protocolVersion": "2025-11-25",
-        "capabilities": { "elicitation": { "form": {} }, "sampling": {}, "roots": {} },
-        "clientInfo": { "name": "switchboard", "title": "Switchboard", "version": "0.1.0" }
-    }))
-    .expect("the client description is valid")
-}
-
-/// The engine's client description cut to what its default handlers can answer: form
-/// elicitation only, without `sampling` (both handlers decline it), `roots` (none to give) or
-/// a title. For the attribution variant that prices the per-request `_meta` of 2026-07-28.
-fn trimmed_client_config() -> ClientConfig {
     serde_json::from_value(json!({
         "protocolVersion": "2025-11-25",
         "capabilities": { "elicitation": { "form": {} } },
         "clientInfo": { "name": "switchboard", "version": "0.1.0" }
+    }))
+    .expect("the client description is valid")
+}
+
+/// The description the engine sent before it was cut to what its handler answers: sampling,
+/// roots and a title too. For the attribution variant that prices the per-request `_meta` of
+/// 2026-07-28, where rmcp copies the description into every request.
+fn full_client_config() -> ClientConfig {
+    serde_json::from_value(json!({
+        "protocolVersion": "2025-11-25",
+        "capabilities": { "elicitation": { "form": {} }, "sampling": {}, "roots": {} },
+        "clientInfo": { "name": "switchboard", "title": "Switchboard", "version": "0.1.0" }
     }))
     .expect("the client description is valid")
 }
@@ -268,8 +269,8 @@ enum Caller {
         _keep: KeepAlive,
     },
     /// Attribution only: a plain rmcp session called the way the engine's `call.rs` calls it
-    /// (`check_arguments`, JSON round trips, cancellable request with a timeout, result
-    /// re-serialized), without the pool.
+    /// (`check_arguments`, typed parameters copied for the round, cancellable request with a
+    /// timeout, content items turned into JSON values), without the pool.
     CallPath {
         peer: Peer<RoleClient>,
         _keep: KeepAlive,
@@ -318,9 +319,12 @@ impl Caller {
                 if *check {
                     check_arguments(schema, &arguments)?;
                 }
-                let params = json!({ "name": "echo", "arguments": arguments });
-                let typed: CallToolRequestParams = serde_json::from_value(params.clone())?;
-                let request = ClientRequest::CallToolRequest(CallToolRequest::new(typed));
+                let Value::Object(arguments) = arguments else {
+                    return Err("the arguments are not an object".into());
+                };
+                let params =
+                    CallToolRequestParams::new("echo".to_owned()).with_arguments(arguments);
+                let request = ClientRequest::CallToolRequest(CallToolRequest::new(params.clone()));
                 let handle = peer
                     .send_cancellable_request(
                         request,
@@ -339,14 +343,12 @@ impl Caller {
                 let ServerResult::CallToolResult(result) = result else {
                     return Err("not a call result".into());
                 };
-                let value = serde_json::to_value(&result)?;
-                let size = serde_json::to_vec(&value).map(|v| v.len()).unwrap_or(0);
-                black_box(size);
-                let content = value
-                    .get("content")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                black_box(params);
+                let content: Vec<Value> = result
+                    .content
+                    .iter()
+                    .map(|item| serde_json::to_value(item).unwrap_or(Value::Null))
+                    .collect();
                 Ok(content
                     .iter()
                     .filter_map(|c| c.get("text").and_then(Value::as_str))
@@ -536,13 +538,8 @@ async fn set_up_callers(url: &str, attribution: bool) -> Result<Callers, BoxErro
         let http = reqwest::Client::new();
         let s = plain_session(engine_client_config(), http.clone(), url, lifecycle.clone());
         all.push(("+ engine ClientConfig", Caller::plain(s.await?)));
-        let s = plain_session(
-            trimmed_client_config(),
-            http.clone(),
-            url,
-            lifecycle.clone(),
-        );
-        all.push(("+ trimmed ClientConfig", Caller::plain(s.await?)));
+        let s = plain_session(full_client_config(), http.clone(), url, lifecycle.clone());
+        all.push(("+ untrimmed ClientConfig", Caller::plain(s.await?)));
         let auto = ClientLifecycleMode::Auto {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],
             legacy_version: Some(ProtocolVersion::V_2025_11_25),
@@ -757,7 +754,7 @@ async fn concurrent_round(
 }
 
 /// CPU time of the pieces of work the engine adds to every call, measured in this run. The
-/// JSON round trips copy what `call.rs` does (the functions are private to the crate).
+/// request and result rows copy what `call.rs` does (the functions are private to the crate).
 fn micro_costs(callers: &Callers) -> Vec<(&'static str, Duration)> {
     let schema = callers
         .all
@@ -809,23 +806,28 @@ fn micro_costs(callers: &Callers) -> Vec<(&'static str, Duration)> {
             black_box(SessionKey::new(connector, black_box(&target)));
         }),
     ));
+    let arguments = args
+        .as_object()
+        .cloned()
+        .expect("the arguments are an object");
     out.push((
-        "request: json! -> clone -> CallToolRequestParams",
+        "request: typed params and the round's copy",
         time(&mut || {
-            let params = json!({ "name": "echo", "arguments": args.clone() });
-            let typed: CallToolRequestParams =
-                serde_json::from_value(params.clone()).expect("valid params");
-            black_box(typed);
+            let params = CallToolRequestParams::new("echo".to_owned())
+                .with_arguments(black_box(&arguments).clone());
+            black_box(params.clone());
         }),
     ));
     let result = CallToolResult::success(vec![rmcp::model::ContentBlock::text(ECHO_TEXT)]);
     out.push((
-        "result: to_value + to_vec (size) + clone content",
+        "result: content items to JSON values",
         time(&mut || {
-            let value = serde_json::to_value(black_box(&result)).expect("serializes");
-            let size = serde_json::to_vec(&value).map(|v| v.len()).unwrap_or(0);
-            let content = value.get("content").and_then(Value::as_array).cloned();
-            black_box((size, content));
+            let content: Vec<Value> = black_box(&result)
+                .content
+                .iter()
+                .map(|item| serde_json::to_value(item).unwrap_or(Value::Null))
+                .collect();
+            black_box(content);
         }),
     ));
     out

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, CompleteRequestParams, GetPromptRequestParams, InputRequest,
+    ClientRequest, CompleteRequestParams, ContentBlock, GetPromptRequestParams, InputRequest,
     InputRequiredResult, InputResponses, JsonObject, ReadResourceRequestParams, ServerResult,
+    TextContent,
 };
 use rmcp::service::PeerRequestOptions;
 use serde::Serialize;
@@ -99,11 +100,21 @@ pub(crate) fn service_error(e: rmcp::ServiceError) -> ConnectError {
     }
 }
 
-/// Compiled input schemas by the hash of their text. Compiling a JSON Schema costs far more
-/// than checking arguments against it, and a connector's schemas rarely change, so each is
-/// compiled once. `None` remembers a schema that cannot be compiled.
-type ValidatorCache =
-    std::sync::Mutex<std::collections::HashMap<[u8; 32], Option<Arc<jsonschema::Validator>>>>;
+/// A compiled input schema and the schema it was compiled from.
+struct Compiled {
+    schema: Value,
+    /// `None` remembers a schema that cannot be compiled.
+    validator: Option<Arc<jsonschema::Validator>>,
+}
+
+/// Compiled input schemas. Compiling a JSON Schema costs far more than checking arguments
+/// against it, and a connector's schemas rarely change, so each is compiled once.
+///
+/// A call brings its schema as a value (the pinned definition, read for that call), so the
+/// cache is searched by a hash of the schema's structure and a hit is confirmed by comparing
+/// the schema itself: both are far cheaper than writing the schema out as text to name it,
+/// and the comparison means two schemas that merely hash alike never share a validator.
+type ValidatorCache = std::sync::Mutex<std::collections::HashMap<u64, Vec<Compiled>>>;
 
 fn validators() -> &'static ValidatorCache {
     static CACHE: std::sync::OnceLock<ValidatorCache> = std::sync::OnceLock::new();
@@ -113,15 +124,54 @@ fn validators() -> &'static ValidatorCache {
 /// Most schemas kept compiled; past this the cache starts over rather than grow without bound.
 const MAX_CACHED_VALIDATORS: usize = 4096;
 
+/// Hashes a JSON value by its structure: what `==` compares, so equal values hash alike.
+fn hash_json(value: &Value, hasher: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    match value {
+        Value::Null => hasher.write_u8(0),
+        Value::Bool(b) => {
+            hasher.write_u8(1);
+            b.hash(hasher);
+        }
+        Value::Number(n) => {
+            hasher.write_u8(2);
+            n.hash(hasher);
+        }
+        Value::String(s) => {
+            hasher.write_u8(3);
+            s.hash(hasher);
+        }
+        Value::Array(items) => {
+            hasher.write_u8(4);
+            hasher.write_usize(items.len());
+            for item in items {
+                hash_json(item, hasher);
+            }
+        }
+        Value::Object(map) => {
+            hasher.write_u8(5);
+            hasher.write_usize(map.len());
+            for (key, item) in map {
+                key.hash(hasher);
+                hash_json(item, hasher);
+            }
+        }
+    }
+}
+
 fn validator(schema: &Value) -> Option<Arc<jsonschema::Validator>> {
-    use sha2::Digest;
-    let key: [u8; 32] = sha2::Sha256::digest(schema.to_string().as_bytes()).into();
+    let key = {
+        let mut hasher = std::hash::DefaultHasher::new();
+        hash_json(schema, &mut hasher);
+        std::hash::Hasher::finish(&hasher)
+    };
     if let Some(hit) = validators()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&key)
+        .and_then(|bucket| bucket.iter().find(|c| c.schema == *schema))
     {
-        return hit.clone();
+        return hit.validator.clone();
     }
     // A schema that cannot be compiled (an unknown dialect, a `$ref` to the network, which is
     // never fetched) cannot be checked here; the server still validates what it receives.
@@ -136,7 +186,14 @@ fn validator(schema: &Value) -> Option<Arc<jsonschema::Validator>> {
     if cache.len() >= MAX_CACHED_VALIDATORS {
         cache.clear();
     }
-    cache.insert(key, compiled.clone());
+    let bucket = cache.entry(key).or_default();
+    // Another caller may have compiled the same schema meanwhile.
+    if !bucket.iter().any(|c| c.schema == *schema) {
+        bucket.push(Compiled {
+            schema: schema.clone(),
+            validator: compiled.clone(),
+        });
+    }
     compiled
 }
 
@@ -150,6 +207,11 @@ pub fn check_arguments(schema: &Value, arguments: &Value) -> Result<()> {
     let Some(validator) = validator(schema) else {
         return Ok(());
     };
+    // Nearly every call is valid, and the yes-or-no check allocates nothing; the errors are
+    // collected only for a call that will be refused.
+    if validator.is_valid(arguments) {
+        return Ok(());
+    }
     let problems: Vec<String> = validator
         .iter_errors(arguments)
         .take(5)
@@ -292,27 +354,94 @@ fn json_size<T: Serialize + ?Sized>(value: &T) -> usize {
     }
 }
 
+/// An upper bound of the length of `value`'s JSON, found without writing out its strings: a
+/// byte of a string takes at most six bytes (a `\u00XX` escape). Numbers are measured.
+fn json_size_bound(value: &Value) -> usize {
+    match value {
+        Value::Null => 4,
+        Value::Bool(_) => 5,
+        Value::Number(n) => json_size(n),
+        Value::String(s) => 2 + 6 * s.len(),
+        Value::Array(items) => 2 + items.iter().map(|v| json_size_bound(v) + 1).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| 4 + 6 * k.len() + json_size_bound(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+/// Room for the fixed parts of a result's JSON: its braces, field names and `isError`.
+const RESULT_ENVELOPE_BYTES: usize = 128;
+
+/// Room for the fixed parts of a text item's JSON: `{"type":"text","text":""}`.
+const TEXT_ITEM_BYTES: usize = 32;
+
+/// Whether an item is plain text, with neither annotations nor `_meta`: nearly every item,
+/// and one whose JSON follows from its text alone.
+fn plain_text(item: &ContentBlock) -> Option<&TextContent> {
+    match item {
+        ContentBlock::Text(t) if t.annotations.is_none() && t.meta.is_none() => Some(t),
+        _ => None,
+    }
+}
+
+/// An upper bound of a content item's JSON length: plain text is bounded by its length,
+/// other items are measured.
+fn content_size_bound(item: &ContentBlock) -> usize {
+    match plain_text(item) {
+        Some(t) => TEXT_ITEM_BYTES + 6 * t.text.len(),
+        None => json_size(item),
+    }
+}
+
+/// A content item as the protocol's JSON. Plain text moves its text into the value rather
+/// than copy it, which matters for large results.
+fn content_value(item: ContentBlock) -> Value {
+    match item {
+        ContentBlock::Text(t) if t.annotations.is_none() && t.meta.is_none() => {
+            let mut map = serde_json::Map::new();
+            map.insert("type".into(), Value::String("text".into()));
+            map.insert("text".into(), Value::String(t.text));
+            Value::Object(map)
+        }
+        other => serde_json::to_value(&other).unwrap_or(Value::Null),
+    }
+}
+
 /// Turns a result into ours, cut to `limit` bytes of JSON: content items are kept in order
 /// while they fit, a text item that crosses the limit is shortened, later items are dropped.
 ///
-/// The size is measured without building the JSON, and a result that fits (nearly every one)
-/// is converted item by item with no further work.
+/// A result is measured exactly only when a bound of its size does not already show it fits:
+/// nearly every result is far below the limit and is never written out just to be measured.
 pub(crate) fn cut(result: CallToolResult, limit: usize) -> ToolResult {
-    let original = json_size(&result);
+    let bound = RESULT_ENVELOPE_BYTES
+        + result
+            .content
+            .iter()
+            .map(|item| content_size_bound(item) + 1)
+            .sum::<usize>()
+        + result
+            .structured_content
+            .as_ref()
+            .map_or(0, json_size_bound)
+        + json_size(&result.result_type)
+        + json_size(&result.meta);
+    let original = (bound > limit)
+        .then(|| json_size(&result))
+        .filter(|&size| size > limit);
     let is_error = result.is_error.unwrap_or(false);
     let mut structured = result.structured_content.filter(|v| !v.is_null());
-    let content = result
-        .content
-        .iter()
-        .map(|item| serde_json::to_value(item).unwrap_or(Value::Null));
-    if original <= limit {
+    let content = result.content.into_iter().map(content_value);
+    let Some(original) = original else {
         return ToolResult {
             content: content.collect(),
             structured,
             is_error,
             truncated: None,
         };
-    }
+    };
     let mut budget = limit;
     let mut kept = Vec::new();
     for mut item in content {
@@ -426,6 +555,57 @@ mod tests {
     fn sizes_are_those_of_the_json() {
         let value = json!({"content": [{"type": "text", "text": "é \"quoted\" \n"}], "n": 1.5});
         assert_eq!(json_size(&value), serde_json::to_vec(&value).unwrap().len());
+    }
+
+    #[test]
+    fn size_bounds_are_never_below_the_size() {
+        let values = [
+            json!(null),
+            json!(true),
+            json!(-1.7976931348623157e308),
+            json!(i64::MIN),
+            json!(u64::MAX),
+            json!("\u{1} é \"\\ \n"),
+            json!({"a\u{7}": [1, "x", {"b": null}], "": {}}),
+        ];
+        for value in values {
+            let exact = serde_json::to_vec(&value).unwrap().len();
+            assert!(json_size_bound(&value) >= exact, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_result_is_cut_at_its_exact_size_not_at_its_bound() {
+        // Quotes are escaped, so the bound of this text is far above its size.
+        let text = "\"".repeat(100);
+        let result: CallToolResult =
+            serde_json::from_value(json!({"content": [{"type": "text", "text": text}]})).unwrap();
+        let exact = json_size(&result);
+        assert!(json_size_bound(&json!(text)) > exact);
+        assert_eq!(cut(result.clone(), exact).truncated, None);
+        let cut_result = cut(result, exact - 1);
+        assert_eq!(
+            cut_result.truncated,
+            Some(Truncation {
+                original_bytes: exact,
+                limit_bytes: exact - 1
+            })
+        );
+    }
+
+    #[test]
+    fn text_items_become_the_same_json_either_way() {
+        let items: Vec<ContentBlock> = serde_json::from_value(json!([
+            {"type": "text", "text": "plain \"text\""},
+            {"type": "text", "text": "noted", "annotations": {"priority": 0.5}},
+            {"type": "image", "data": "aGk=", "mimeType": "image/png"}
+        ]))
+        .unwrap();
+        for item in items {
+            let expected = serde_json::to_value(&item).unwrap();
+            assert!(content_size_bound(&item) >= json_size(&item), "{expected}");
+            assert_eq!(content_value(item), expected);
+        }
     }
 
     #[test]

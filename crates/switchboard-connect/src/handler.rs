@@ -58,10 +58,12 @@ pub trait ServerRequests: Send + Sync + 'static {
     /// A server asks the person for input.
     async fn elicit(&self, request: ElicitationRequest) -> ElicitationAnswer;
     /// A server asks for a model completion (`sampling/createMessage`): the request and result
-    /// are the protocol's JSON. `Err` declines with a reason.
+    /// are the protocol's JSON. `Err` declines with a reason. Servers are told they may ask
+    /// only when the engine's default handler [offers it](ServerRequests::offers_sampling).
     async fn sample(&self, request: Value) -> Result<Value, String>;
     /// The roots to tell a server about (`roots/list`). Switchboard exposes no filesystem, so
-    /// the default is none.
+    /// the default is none, and servers are told of roots only when the engine's default
+    /// handler [offers them](ServerRequests::offers_roots).
     async fn roots(&self) -> Vec<Value> {
         Vec::new()
     }
@@ -230,6 +232,9 @@ impl Handler {
 pub(crate) struct CallRegistration {
     state: Arc<HandlerState>,
     id: u64,
+    /// Whether the call brought a handler of its own; most calls do not, and then there is
+    /// nothing to take out again.
+    has_handler: bool,
     token: Option<String>,
 }
 
@@ -239,6 +244,7 @@ impl CallRegistration {
         id: u64,
         handler: Option<Arc<dyn ServerRequests>>,
     ) -> Self {
+        let has_handler = handler.is_some();
         if let Some(h) = handler {
             state
                 .calls
@@ -249,6 +255,7 @@ impl CallRegistration {
         Self {
             state: state.clone(),
             id,
+            has_handler,
             token: None,
         }
     }
@@ -265,11 +272,13 @@ impl CallRegistration {
 
 impl Drop for CallRegistration {
     fn drop(&mut self) {
-        self.state
-            .calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(id, _)| *id != self.id);
+        if self.has_handler {
+            self.state
+                .calls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(id, _)| *id != self.id);
+        }
         if let Some(token) = &self.token {
             self.state
                 .progress

@@ -39,13 +39,11 @@ pub use target::{SessionKey, Target};
 
 /// Drops top-level arguments whose value is `null`: a model writes `null` for an optional
 /// argument it means to leave out, and MCP treats an absent argument as not given.
-fn without_nulls(arguments: Value) -> Value {
-    match arguments {
-        Value::Object(map) => {
-            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
-        }
-        other => other,
+fn without_nulls(mut arguments: Value) -> Value {
+    if let Value::Object(map) = &mut arguments {
+        map.retain(|_, v| !v.is_null());
     }
+    arguments
 }
 
 /// The engine: one pool of sessions shared by every caller.
