@@ -12,14 +12,14 @@ use switchboard_connect::{
 };
 use switchboard_domain::{
     AuditAction, AuthMethod, Connector, ConnectorId, ConnectorStatus, ConnectorUrl,
-    CredentialScope, FunctionDefinition, NewAuditEvent, NewFunctionState, ReviewState, SyncSummary,
+    FunctionDefinition, NewAuditEvent, NewFunctionState, ReviewState, SyncSummary,
 };
 use switchboard_policy::{Decision, Input, Outcome};
 use switchboard_store::{ConnectorPatch, DiscoveredFunction};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::oauth::GrantUse;
+use crate::oauth::{GrantUse, holder_of};
 use crate::secrets::sha256_hex;
 use crate::{AdminAccess, App, CredentialInput, Error, OrgAccess, Result};
 
@@ -159,10 +159,7 @@ impl App {
         access: &OrgAccess,
         connector: &Connector,
     ) -> Result<(Target, Option<GrantUse>)> {
-        let holder = match connector.credential_scope {
-            CredentialScope::Shared => None,
-            CredentialScope::Member => Some(access.user()),
-        };
+        let holder = holder_of(access, connector);
         let (headers, grant) = if connector.auth_method == AuthMethod::Oauth {
             let grant = self
                 .grant_authorization(access.org(), connector, holder)

@@ -22,9 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use switchboard_domain::{
     AuditAction, AuthMethod, ClientSource, Connector, ConnectorId, ConnectorStatus,
     CredentialScope, GrantId, GrantStatus, NewAuditEvent, OAuthClientId, OrgId, Timestamp, UserId,
@@ -39,6 +37,7 @@ use switchboard_store::{
 };
 use url::Url;
 
+use crate::secrets::{random_token, sha256_hex};
 use crate::{AdminAccess, App, Error, OrgAccess, Result};
 
 /// How long before its expiry an access token is refreshed.
@@ -177,16 +176,6 @@ pub(crate) struct GrantUse {
     pub(crate) authorization: String,
 }
 
-fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
-fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
 /// An OAuth failure as the service reports it: passing failures are `Unavailable`, refusals by
 /// the authorization server and failed checks are `Upstream`, with the reason in plain words.
 fn oauth_error(e: OAuthError) -> Error {
@@ -198,12 +187,16 @@ fn oauth_error(e: OAuthError) -> Error {
 }
 
 impl App {
+    /// Who holds the grant `access` asks about: the organization or the member, as
+    /// `for_org` says, or by default as the connector's credential scope says. The
+    /// organization's grant is an admin's to manage.
     fn holder_for(
         &self,
         access: &OrgAccess,
         connector: &Connector,
-        for_org: bool,
+        for_org: Option<bool>,
     ) -> Result<Option<UserId>> {
+        let for_org = for_org.unwrap_or(connector.credential_scope == CredentialScope::Shared);
         match (connector.credential_scope, for_org) {
             (CredentialScope::Shared, true) => {
                 access.admin()?;
@@ -396,12 +389,13 @@ impl App {
 
     /// Starts an OAuth authorization for a connector: for the organization (admins, on a
     /// connector with one shared grant) or for the member themself (on a connector where every
-    /// member connects their own account). Answers the one-time link to open in a browser.
+    /// member connects their own account); `for_org` left out follows the connector's
+    /// credential scope. Answers the one-time link to open in a browser.
     pub async fn authorize_connector(
         &self,
         access: &OrgAccess,
         id: ConnectorId,
-        for_org: bool,
+        for_org: Option<bool>,
     ) -> Result<AuthorizationStart> {
         let connector = self.store.connector(access.org(), id).await?;
         let holder = self.holder_for(access, &connector, for_org)?;
@@ -466,7 +460,7 @@ impl App {
                 message: "this authorization link was already opened; start again".into(),
             });
         }
-        let binding = random_secret();
+        let binding = random_token();
         pending.binding_hash = sha256_hex(&binding);
         let plain = self.open_sealed(
             &pending.sealed,
@@ -483,7 +477,7 @@ impl App {
     /// `binding` the cookie the start link set. Stores the grant and, for an organization
     /// grant, validates the connector.
     pub async fn complete_authorization(
-        self: &Arc<Self>,
+        &self,
         query: &str,
         binding: Option<&str>,
     ) -> Result<Connected> {
@@ -602,11 +596,13 @@ impl App {
                 .update_connector(pending.org, connector.id, &patch, &note)
                 .await?;
         }
-        self.engine.forget(connector.id).await;
-        Ok(self
+        let saved = self
             .store
             .save_oauth_grant(pending.org, &grant, &audit)
-            .await?)
+            .await?;
+        // Sessions opened with the old tokens close; the next call opens one with these.
+        self.engine.forget(connector.id).await;
+        Ok(saved)
     }
 
     fn open_tokens(&self, grant: &OAuthGrant) -> Result<TokenSet> {
@@ -623,10 +619,7 @@ impl App {
         id: ConnectorId,
     ) -> Result<AuthorizationStatus> {
         let connector = self.store.connector(access.org(), id).await?;
-        let holder = match connector.credential_scope {
-            CredentialScope::Shared => None,
-            CredentialScope::Member => Some(access.user()),
-        };
+        let holder = holder_of(access, &connector);
         let grant = self.store.oauth_grant(access.org(), id, holder).await?;
         let scopes = match &grant {
             Some(g) => self.open_tokens(g).map(|t| t.scopes).unwrap_or_default(),
@@ -646,14 +639,15 @@ impl App {
         })
     }
 
-    /// Disconnects the caller's grant (the organization's needs an admin): revokes the tokens
-    /// at the authorization server where it offers revocation (RFC 7009), then deletes them.
-    /// A revocation that fails is logged; the tokens are deleted all the same.
+    /// Disconnects the caller's grant (the organization's needs an admin; `for_org` as for
+    /// [`App::authorize_connector`]): revokes the tokens at the authorization server where it
+    /// offers revocation (RFC 7009), then deletes them. A revocation that fails is logged;
+    /// the tokens are deleted all the same.
     pub async fn disconnect_connector(
         &self,
         access: &OrgAccess,
         id: ConnectorId,
-        for_org: bool,
+        for_org: Option<bool>,
     ) -> Result<bool> {
         let connector = self.store.connector(access.org(), id).await?;
         let holder = self.holder_for(access, &connector, for_org)?;
@@ -818,7 +812,7 @@ impl App {
                     authorization: tokens.authorization(),
                 });
             }
-            let lease = format!("{}:{}", std::process::id(), random_secret());
+            let lease = format!("{}:{}", std::process::id(), random_token());
             let now = self.now();
             let Some(claimed) = self
                 .store
@@ -850,7 +844,17 @@ impl App {
         grant: &OAuthGrant,
         lease: &str,
     ) -> Result<GrantUse> {
-        let outcome = self.refresh_tokens(org, connector, grant).await;
+        let (tokens, server, registration) = match self.refresh_inputs(org, connector, grant).await
+        {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                self.store.release_grant_refresh(grant.id, lease).await?;
+                return Err(e);
+            }
+        };
+        let outcome = self
+            .refresh_with_backoff(&server, &registration, &tokens)
+            .await;
         match outcome {
             Ok(tokens) => {
                 let sealed = self.seal_json(
@@ -907,36 +911,38 @@ impl App {
         }
     }
 
-    /// One refresh at the token endpoint, retried with backoff while it fails for a passing
-    /// reason.
-    async fn refresh_tokens(
+    /// What a refresh needs: the grant's tokens, the authorization server and the client
+    /// registration with its issuer.
+    async fn refresh_inputs(
         &self,
         org: OrgId,
         connector: &Connector,
         grant: &OAuthGrant,
-    ) -> std::result::Result<TokenSet, OAuthError> {
-        let tokens = self
-            .open_tokens(grant)
-            .map_err(|e| OAuthError::NoMetadata(e.to_string()))?;
-        let server = self
-            .auth_server(org, connector)
-            .await
-            .map_err(|e| OAuthError::NoMetadata(e.to_string()))?;
+    ) -> Result<(TokenSet, AuthServer, ClientRegistration)> {
+        let tokens = self.open_tokens(grant)?;
+        let server = self.auth_server(org, connector).await?;
         let stored = self
             .store
             .oauth_client(org, connector.id, &grant.issuer)
-            .await
-            .map_err(|e| OAuthError::NoMetadata(e.to_string()))?
-            .ok_or_else(|| OAuthError::NoMetadata("no client registration is stored".into()))?;
-        let registration = self
-            .open_client(&stored)
-            .map_err(|e| OAuthError::NoMetadata(e.to_string()))?;
+            .await?
+            .ok_or(Error::NotFound("OAuth client registration"))?;
+        Ok((tokens, server, self.open_client(&stored)?))
+    }
+
+    /// One refresh at the token endpoint, retried with backoff while it fails for a passing
+    /// reason.
+    async fn refresh_with_backoff(
+        &self,
+        server: &AuthServer,
+        registration: &ClientRegistration,
+        tokens: &TokenSet,
+    ) -> std::result::Result<TokenSet, OAuthError> {
         let mut pauses = REFRESH_BACKOFF.iter();
         loop {
             match self
                 .oauth
                 .client
-                .refresh(&server, &registration, &tokens)
+                .refresh(server, registration, tokens)
                 .await
             {
                 Err(e) if e.is_retryable() => match pauses.next() {
@@ -946,6 +952,15 @@ impl App {
                 other => return other,
             }
         }
+    }
+}
+
+/// Whose credential `access`'s member uses on a connector: the organization's on a shared
+/// connector, their own otherwise.
+pub(crate) fn holder_of(access: &OrgAccess, connector: &Connector) -> Option<UserId> {
+    match connector.credential_scope {
+        CredentialScope::Shared => None,
+        CredentialScope::Member => Some(access.user()),
     }
 }
 

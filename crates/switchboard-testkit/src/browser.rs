@@ -35,6 +35,7 @@ pub struct Browser {
     chromium: PathBuf,
     login: String,
     timeout: Duration,
+    outcome_selector: Option<String>,
 }
 
 /// Where the browser ended up.
@@ -47,6 +48,10 @@ pub struct Authorization {
     pub status: Option<u16>,
     /// The pages the browser went through, in order: `"login"`, `"consent"`.
     pub steps: Vec<String>,
+    /// The text of the redirect target's element chosen by [`Browser::with_outcome`], once
+    /// that page loaded; `None` without a selector.
+    #[serde(default)]
+    pub outcome: Option<String>,
 }
 
 impl Authorization {
@@ -76,6 +81,7 @@ impl Browser {
                 chromium,
                 login: "alice".to_owned(),
                 timeout: DEFAULT_TIMEOUT,
+                outcome_selector: None,
             });
         }
         let advice = format!(
@@ -97,6 +103,13 @@ impl Browser {
     /// Signs in as `login` (the token's subject) instead of `alice`.
     pub fn with_login(mut self, login: &str) -> Browser {
         self.login = login.to_owned();
+        self
+    }
+
+    /// Lets the redirect target load in the browser (with the browser's cookies) and reports
+    /// the text of its element matching the CSS `selector` as [`Authorization::outcome`].
+    pub fn with_outcome(mut self, selector: &str) -> Browser {
+        self.outcome_selector = Some(selector.to_owned());
         self
     }
 
@@ -142,7 +155,11 @@ impl Browser {
             .arg("--login")
             .arg(&self.login)
             .arg("--timeout-ms")
-            .arg(self.timeout.as_millis().to_string())
+            .arg(self.timeout.as_millis().to_string());
+        if let Some(selector) = &self.outcome_selector {
+            command.arg("--outcome-selector").arg(selector);
+        }
+        command
             .env("PEER_NPM_DIR", peers.npm_dir())
             .current_dir(peers.workspace_root())
             .stdin(Stdio::null())

@@ -37,22 +37,6 @@ enum Holder {
     Member,
 }
 
-async fn for_org(
-    state: &State,
-    access: &switchboard_service::OrgAccess,
-    id: switchboard_domain::ConnectorId,
-    holder: Option<Holder>,
-) -> ApiResult<bool> {
-    Ok(match holder {
-        Some(Holder::Organization) => true,
-        Some(Holder::Member) => false,
-        None => {
-            state.app.connector(access, id).await?.credential_scope
-                == switchboard_domain::CredentialScope::Shared
-        }
-    })
-}
-
 /// Starts an OAuth authorization of a connector. The answer's `url` is a one-time link to
 /// open in a browser: it leads through the authorization server's sign-in and consent pages
 /// and back to Switchboard, which stores the grant.
@@ -66,7 +50,7 @@ pub(crate) async fn authorize_connector(
     Body(req): Body<AuthorizeRequest>,
 ) -> ApiResult<Json<AuthorizationStart>> {
     let (access, id) = connector_access(&state, &actor, &connector_id).await?;
-    let for_org = for_org(&state, &access, id, req.holder).await?;
+    let for_org = req.holder.map(|h| matches!(h, Holder::Organization));
     Ok(Json(
         state.app.authorize_connector(&access, id, for_org).await?,
     ))
@@ -95,8 +79,7 @@ pub(crate) async fn disconnect_connector(
     Path(connector_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let (access, id) = connector_access(&state, &actor, &connector_id).await?;
-    let for_org = for_org(&state, &access, id, None).await?;
-    if state.app.disconnect_connector(&access, id, for_org).await? {
+    if state.app.disconnect_connector(&access, id, None).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("authorization"))

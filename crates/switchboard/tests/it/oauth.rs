@@ -3,14 +3,12 @@
 //! and consent pages, and `switchboard serve` (one, or two sharing a PostgreSQL database).
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_domain::{ConnectorId, OrgId, Timestamp, grant_seal_context};
 use switchboard_seal::{KeyRing, Sealed};
-use switchboard_testkit::{Browser, OidcOptions, OidcProvider, Peers, ProtectedMcpServer};
+use switchboard_testkit::{Authorization, Browser, OidcOptions, OidcProvider, ProtectedMcpServer};
 
 use crate::support::{PASSWORD, Scratch, open_data_dir, runtime};
 
@@ -126,51 +124,17 @@ impl Api {
     }
 }
 
-/// What the browser script reports, with the text of the callback page's `#outcome`.
-#[derive(Debug, Deserialize)]
-struct BrowserRun {
-    final_url: String,
-    status: Option<u16>,
-    steps: Vec<String>,
-    outcome: Option<String>,
-}
-
-/// Opens `url` in headless Chromium, signs in as `login`, consents, and lets Switchboard's
+/// Opens `url` in headless Chromium, signs in as `alice`, consents, and lets Switchboard's
 /// callback page load in that same browser (so the binding cookie set by the start link goes
-/// with it). Runs `tests/peers/npm/browser_authorize.mjs` with `--outcome-selector`.
-async fn browse(browser: &Browser, url: &str, callback_prefix: &str) -> BrowserRun {
-    let peers = Peers::locate();
-    let mut command = tokio::process::Command::new(peers.node());
-    command
-        .arg(peers.browser_script())
-        .args(["--url", url, "--redirect-prefix", callback_prefix])
-        .arg("--chromium")
-        .arg(browser.chromium())
-        .args(["--login", "alice", "--timeout-ms", "90000"])
-        .args(["--outcome-selector", "#outcome"])
-        .env("PEER_NPM_DIR", peers.npm_dir())
-        .current_dir(peers.workspace_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(150), command.output())
+/// with it), reporting the page's `#outcome`.
+async fn browse(browser: &Browser, url: &str, callback_prefix: &str) -> Authorization {
+    browser
+        .clone()
+        .with_outcome("#outcome")
+        .with_timeout(Duration::from_secs(90))
+        .authorize(url, callback_prefix)
         .await
-        .expect("the browser script finishes")
-        .expect("the browser script runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the browser did not complete ({}):\n{stderr}{stdout}",
-        output.status
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no result from the browser:\n{stdout}{stderr}"));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+        .expect("the browser completes the authorization")
 }
 
 /// The peers of one test: the authorization server and the MCP server it protects.
@@ -203,7 +167,7 @@ async fn register(api: &Api, url: &str) -> String {
 
 /// Registers, validates (which detects OAuth) and authorizes the connector for the
 /// organization through the browser; returns the connector id and the browser's run.
-async fn connect(api: &Api, browser: &Browser, mcp_url: &str) -> (String, Value, BrowserRun) {
+async fn connect(api: &Api, browser: &Browser, mcp_url: &str) -> (String, Value, Authorization) {
     let id = register(api, mcp_url).await;
     let validation = api
         .post(&format!("/connectors/{id}/validate"), json!({}))
