@@ -67,6 +67,10 @@ string_enum!(
         OAuthGrantRevoked = "oauth_grant_revoked",
         /// A holder disconnected an OAuth grant; its tokens were revoked and deleted.
         OAuthDisconnected = "oauth_disconnected",
+        /// An admin set or cleared the organization's language model.
+        ChatModelChanged = "chat_model_changed",
+        /// A member answered a request to approve a function call in a conversation.
+        ApprovalAnswered = "approval_answered",
     }
 );
 

@@ -83,3 +83,12 @@ id_type!(
     /// Identifies an OAuth client registration with one authorization server.
     OAuthClientId
 );
+id_type!(
+    /// Identifies a conversation.
+    ConversationId
+);
+id_type!(
+    /// Identifies one turn of a conversation: a member's message and everything the assistant
+    /// did to answer it.
+    TurnId
+);

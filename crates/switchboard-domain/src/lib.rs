@@ -6,6 +6,7 @@
 
 mod account;
 mod audit;
+mod chat;
 mod connector;
 mod error;
 mod function;
@@ -16,6 +17,10 @@ mod timestamp;
 
 pub use account::{ApiToken, Email, Password, Session, User};
 pub use audit::{AuditAction, AuditEvent, NewAuditEvent};
+pub use chat::{
+    ChatEvent, ChatMessage, Conversation, MAX_TITLE_CHARS, ProviderKind, TurnRecord, TurnStatus,
+    UntrustedContent, chat_model_seal_context, check_title,
+};
 pub use connector::{
     AuthMethod, ClientSource, Connector, ConnectorName, ConnectorStatus, ConnectorUrl,
     CredentialKind, CredentialScope, Description, GrantStatus, HttpAllowance, Transport,
@@ -27,7 +32,8 @@ pub use function::{
     SyncSummary, definition_hash,
 };
 pub use ids::{
-    ApiTokenId, AuditEventId, ConnectorId, FunctionId, GrantId, OAuthClientId, OrgId, UserId,
+    ApiTokenId, AuditEventId, ConnectorId, ConversationId, FunctionId, GrantId, OAuthClientId,
+    OrgId, TurnId, UserId,
 };
 pub use org::{
     Member, NewFunctionState, OrgSettings, OrgSlug, Organization, Role, check_display_name,

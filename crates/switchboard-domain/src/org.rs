@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Email, OrgId, Timestamp, UserId, ValidationError};
+use crate::{Email, OrgId, Timestamp, UntrustedContent, UserId, ValidationError};
 
 /// A member's role in one organization.
 ///
@@ -159,12 +159,26 @@ impl std::str::FromStr for NewFunctionState {
 pub struct OrgSettings {
     /// Whether functions that appear after validation wait for review.
     pub new_functions: NewFunctionState,
+    /// Whether tool output in a conversation makes the assistant ask before calling a function
+    /// that may change something.
+    #[serde(default = "strict")]
+    pub untrusted_content: UntrustedContent,
+    /// Whether a connector's server may ask the organization's model to generate text
+    /// (MCP sampling); each request is still shown to the member to approve.
+    #[serde(default)]
+    pub sampling: bool,
+}
+
+fn strict() -> UntrustedContent {
+    UntrustedContent::Strict
 }
 
 impl Default for OrgSettings {
     fn default() -> Self {
         Self {
             new_functions: NewFunctionState::Held,
+            untrusted_content: UntrustedContent::Strict,
+            sampling: false,
         }
     }
 }

@@ -7,11 +7,11 @@
 //! Every [`Decision`] carries the [`Rule`] that made it, so the UI and the audit log can say
 //! *why* a call was allowed, asked or refused.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use switchboard_domain::{FloorPolicy, MemberPreference, ReviewState};
 
 /// What the caller must do with the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Call it.
@@ -23,7 +23,7 @@ pub enum Outcome {
 }
 
 /// The rule that decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// The connector is disabled or not active.
@@ -44,12 +44,39 @@ pub enum Rule {
     MemberAsks,
     /// The member has not chosen, and asking is the default.
     DefaultAsk,
+    /// Untrusted content entered the conversation and the function may change something, so
+    /// the organization's strict setting asks even though the member chose "always allow".
+    UntrustedContent,
     /// The member chose "always allow" and the admin permits it.
     MemberAlways,
 }
 
+impl Rule {
+    /// The rule in plain words, as the member is told it ("… because {words}").
+    pub fn words(self) -> &'static str {
+        use Rule::*;
+        match self {
+            ConnectorUnavailable => "the connector is not active",
+            FunctionRemoved => "the server no longer offers it",
+            PendingReview => "it is new and waits for an admin's review",
+            ChangedSinceApproval => {
+                "its definition changed since it was approved and waits for an admin's review"
+            }
+            AdminBlocked => "an admin blocked it",
+            MemberNever => "you chose never to allow it",
+            AdminAsks => "an admin requires asking first",
+            MemberAsks => "you chose to be asked first",
+            DefaultAsk => "asking first is the default",
+            UntrustedContent => {
+                "tool output entered this conversation and the function may change something"
+            }
+            MemberAlways => "you always allow it",
+        }
+    }
+}
+
 /// A decision and the rule that made it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     /// What to do.
     pub outcome: Outcome,
@@ -68,6 +95,22 @@ pub struct Input {
     pub floor: FloorPolicy,
     /// The member's preference, if they chose one.
     pub preference: Option<MemberPreference>,
+    /// What the conversation the call comes from has taken in.
+    pub context: Context,
+}
+
+/// What the conversation a call comes from has taken in, and how the organization treats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Context {
+    /// Nothing untrusted, or a call made by hand rather than by the model.
+    #[default]
+    Clean,
+    /// Tool output entered the conversation, and the organization's setting is strict: a
+    /// function not annotated read-only is asked, whatever the member chose.
+    Untrusted {
+        /// Whether the function says it changes nothing (its `readOnlyHint`).
+        read_only: bool,
+    },
 }
 
 /// Decides. The stricter of the two layers wins; a function that is removed, held for review or
@@ -90,7 +133,10 @@ pub fn decide(input: Input) -> Decision {
         (FloorPolicy::Ask, _) => d(Ask, Rule::AdminAsks),
         (FloorPolicy::Allowed, Some(MemberPreference::Ask)) => d(Ask, Rule::MemberAsks),
         (FloorPolicy::Allowed, None) => d(Ask, Rule::DefaultAsk),
-        (FloorPolicy::Allowed, Some(MemberPreference::Always)) => d(Allow, Rule::MemberAlways),
+        (FloorPolicy::Allowed, Some(MemberPreference::Always)) => match input.context {
+            Context::Untrusted { read_only: false } => d(Ask, Rule::UntrustedContent),
+            Context::Clean | Context::Untrusted { read_only: true } => d(Allow, Rule::MemberAlways),
+        },
     }
 }
 
@@ -108,6 +154,40 @@ mod tests {
             review,
             floor,
             preference,
+            context: Context::Clean,
+        }
+    }
+
+    /// Under untrusted content, only a member's "always" on a function that may change
+    /// something is turned into a question; every other decision stays as it was.
+    #[test]
+    fn untrusted_content_asks_before_functions_that_may_change_something() {
+        let prefs = [None, Some(P::Always), Some(P::Ask), Some(P::Never)];
+        for &review in R::ALL {
+            for &floor in F::ALL {
+                for pref in prefs {
+                    let clean = decide(input(review, floor, pref));
+                    for read_only in [false, true] {
+                        let mut tainted = input(review, floor, pref);
+                        tainted.context = Context::Untrusted { read_only };
+                        let got = decide(tainted);
+                        if clean.rule == Rule::MemberAlways && !read_only {
+                            assert_eq!(
+                                got,
+                                Decision {
+                                    outcome: Ask,
+                                    rule: Rule::UntrustedContent
+                                }
+                            );
+                        } else {
+                            assert_eq!(
+                                got, clean,
+                                "{review:?} {floor} {pref:?} read_only={read_only}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -31,6 +31,10 @@ use crate::api;
         api::function_diff,
         api::authorize_connector, api::authorization_status, api::disconnect_connector,
         api::set_oauth_client, api::set_my_credential, api::remove_my_credential,
+        api::get_chat_model, api::set_chat_model, api::clear_chat_model,
+        api::create_conversation, api::list_conversations, api::get_conversation,
+        api::update_conversation, api::delete_conversation, api::post_message,
+        api::answer_approval, api::answer_elicitation, api::cancel_turn, api::conversation_events,
     ),
     modifiers(&Security),
     security(("api_token" = []), ("session" = [])),
@@ -41,6 +45,7 @@ use crate::api;
         (name = "functions", description = "Functions, their floors, preferences and reviews"),
         (name = "resources", description = "A connector's resources and prompt templates"),
         (name = "oauth", description = "OAuth authorization of connectors"),
+        (name = "chat", description = "Conversations with the assistant, approvals and their event stream"),
         (name = "audit", description = "The audit log"),
         (name = "operations", description = "Health, readiness and metrics"),
     )

@@ -8,7 +8,7 @@ use switchboard_domain::{
     CredentialKind, CredentialScope, Description, FloorPolicy, Function, FunctionVersion,
     MemberPreference, NewAuditEvent, ReviewState, UserId, credential_seal_context,
 };
-use switchboard_policy::{Decision, Input};
+use switchboard_policy::{Context, Decision, Input};
 use switchboard_seal::Sealed;
 use switchboard_store::{ConnectorPatch, FunctionView, NewConnector, StoredCredential};
 
@@ -99,6 +99,7 @@ impl FunctionInfo {
             review: f.review_state,
             floor: f.floor,
             preference,
+            context: Context::Clean,
         });
         Self {
             name: f.definition.name,

@@ -8,6 +8,7 @@
 mod access;
 mod accounts;
 mod audit;
+mod chat;
 mod connectors;
 mod error;
 mod limiter;
@@ -22,12 +23,17 @@ use std::time::Duration;
 pub use access::{Actor, AdminAccess, Credential, OrgAccess};
 pub use accounts::{IssuedToken, NewSession, OwnerInput, SetupState};
 pub use audit::AuditQuery;
+pub use chat::{
+    Attachment, ChatConfig, ConversationInput, ConversationView, ModelInfo, ModelSettings, TurnView,
+};
 pub use connectors::{ConnectorInput, ConnectorUpdate, FunctionInfo};
 pub use error::{Error, Result};
 pub use mcp::{CallOutcome, FieldChange, FunctionDiff, Probe, Validation, diff_json, rule_words};
-pub use oauth::{AuthorizationStart, AuthorizationStatus, Connected, OAuthClientInput};
+pub use oauth::{AuthorizationStart, AuthorizationStatus, Completion, Connected, OAuthClientInput};
 pub use orgs::NewMemberInput;
 pub use secrets::CredentialInput;
+pub use switchboard_chat::Answer;
+pub use switchboard_connect::ElicitationAnswer;
 pub use switchboard_connect::{ProbeReport, Progress, ToolResult};
 pub use switchboard_store::{Page, PageRequest, Store};
 
@@ -56,6 +62,8 @@ pub struct ServiceConfig {
     pub max_result_bytes: usize,
     /// Upstream sessions unused this long are closed.
     pub session_idle: Duration,
+    /// The assistant's settings.
+    pub chat: chat::ChatConfig,
 }
 
 impl Default for ServiceConfig {
@@ -70,6 +78,7 @@ impl Default for ServiceConfig {
             call_timeout: Duration::from_secs(60),
             max_result_bytes: 4 * 1024 * 1024,
             session_idle: Duration::from_secs(300),
+            chat: chat::ChatConfig::default(),
         }
     }
 }
@@ -78,6 +87,8 @@ impl Default for ServiceConfig {
 pub struct App {
     store: Arc<dyn Store>,
     engine: switchboard_connect::Engine,
+    client: switchboard_net::SafeClient,
+    chat: chat::ChatState,
     oauth: oauth::OAuthState,
     keys: KeyRing,
     config: ServiceConfig,
@@ -134,10 +145,12 @@ impl App {
         oauth_config.http = config.http.clone();
         let oauth_client = switchboard_oauth::AuthClient::new(&client, oauth_config)
             .map_err(|e| Error::Internal(format!("cannot build the OAuth client: {e}")))?;
-        let engine = switchboard_connect::Engine::new(client, pool, handler);
+        let engine = switchboard_connect::Engine::new(client.clone(), pool, handler);
         Ok(Self {
             store,
             engine,
+            client,
+            chat: chat::ChatState::default(),
             oauth: oauth::OAuthState::new(oauth_client),
             keys,
             config,

@@ -14,7 +14,7 @@ use switchboard_domain::{
     AuditAction, AuthMethod, Connector, ConnectorId, ConnectorStatus, ConnectorUrl,
     FunctionDefinition, NewAuditEvent, NewFunctionState, ReviewState, SyncSummary,
 };
-use switchboard_policy::{Decision, Input, Outcome};
+use switchboard_policy::{Context, Decision, Input, Outcome};
 use switchboard_store::{ConnectorPatch, DiscoveredFunction};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -136,7 +136,29 @@ fn headers_for(credential: Option<CredentialInput>) -> Vec<(String, String)> {
     }
 }
 
-fn connect_error(e: ConnectError) -> Error {
+/// What a member must bring for a connector authenticated with `method`, in words.
+fn credential_words(method: AuthMethod) -> &'static str {
+    match method {
+        AuthMethod::Bearer => "bearer token",
+        AuthMethod::Basic => "user name and password",
+        AuthMethod::Headers => "headers",
+        AuthMethod::Oauth => "authorization",
+        AuthMethod::None | AuthMethod::Unknown => "credential",
+    }
+}
+
+/// How a call ended, in the audit log's words.
+pub(crate) fn call_outcome(result: &std::result::Result<ToolResult, ConnectError>) -> &'static str {
+    match result {
+        Ok(r) if r.is_error => "tool_error",
+        Ok(_) => "ok",
+        Err(ConnectError::InvalidArguments(_)) => "invalid_arguments",
+        Err(ConnectError::Cancelled) => "cancelled",
+        Err(_) => "failed",
+    }
+}
+
+pub(crate) fn connect_error(e: ConnectError) -> Error {
     match e {
         ConnectError::InvalidArguments(m) => {
             Error::Validation(switchboard_domain::ValidationError::new("arguments", m))
@@ -172,11 +194,12 @@ impl App {
             let credential = self.static_credential(access, connector.id, holder).await?;
             if credential.is_none() && holder.is_some() && connector.auth_method != AuthMethod::None
             {
-                return Err(Error::NeedsAuth(
-                    "every member brings their own credential for this connector, and you have \
-                     not set yours"
-                        .into(),
-                ));
+                return Err(Error::NeedsAuth(format!(
+                    "every member brings their own credential for {}, and you have not set \
+                     yours: set your own {}",
+                    connector.name,
+                    credential_words(connector.auth_method)
+                )));
             }
             (headers_for(credential), None)
         };
@@ -278,7 +301,10 @@ impl App {
     }
 
     /// Validates a connector: probes it, records what answered, pins what it offers and sets
-    /// it `active`, or `needs_auth`/`error` with the failing step.
+    /// it `active`, or `needs_auth`/`error` with the failing step. When the credential it
+    /// would use is missing (an OAuth connector nobody authorized yet, or a per-member one
+    /// where the admin has not set their own), it probes without one, runs auth detection and
+    /// sets `needs_auth` with what is missing as the last error.
     pub async fn validate_connector(
         &self,
         access: &AdminAccess,
@@ -291,18 +317,43 @@ impl App {
                 message: "the connector is disabled; enable it first".into(),
             });
         }
-        let (target, _) = self.target(access, &connector).await?;
+        // Without a credential to validate with (no OAuth grant yet, or a per-member
+        // connector where the admin has not set their own), the server is still probed
+        // without one: detection then says what it wants, and the connector waits for it.
+        let (target, missing) = match self.target(access, &connector).await {
+            Ok((target, _)) => (target, None),
+            Err(Error::NeedsAuth(why)) => (
+                Target {
+                    url: connector.url.as_url().clone(),
+                    headers: Vec::new(),
+                    transport: connector.transport,
+                },
+                Some(why),
+            ),
+            Err(e) => return Err(e),
+        };
         let (report, catalog) = self.engine.probe(&target).await;
         let mut patch = ConnectorPatch::at(self.now());
         let mut functions = None;
-        match (&catalog, &report.session) {
-            (Some(catalog), Some(session)) => {
+        match (&catalog, &report.session, &missing) {
+            (Some(catalog), Some(session), None) => {
                 patch.status = Some((ConnectorStatus::Active, None));
                 patch.transport = Some((session.transport, session.protocol_version.clone()));
                 if connector.auth_method == AuthMethod::Unknown {
                     patch.auth_method = Some(AuthMethod::None);
                 }
                 functions = Some(self.pin(access, &connector, catalog).await?);
+            }
+            // The server asked for the credential that is missing (or did not need one after
+            // all): the connector waits for it, and the last error names what is missing.
+            (_, _, Some(why)) if report.ok || report.auth.is_some() => {
+                let answered = if report.ok {
+                    " (the server also answers without credentials: choose the auth method \
+                     none if it needs none)"
+                } else {
+                    ""
+                };
+                patch.status = Some((ConnectorStatus::NeedsAuth, Some(format!("{why}{answered}"))));
             }
             _ => {
                 let step = report.failed_step.unwrap_or("probe");
@@ -494,44 +545,24 @@ impl App {
             review: view.function.review_state,
             floor: view.function.floor,
             preference: view.preference,
+            context: Context::Clean,
         });
         let digest = sha256_hex(&arguments.to_string());
         if decision.outcome == Outcome::Deny {
-            self.audit_call(access, id, name, &digest, decision, "refused", 0)
+            self.audit_call(access, id, name, &digest, decision, "refused", 0, None)
                 .await?;
             return Err(Error::Forbidden(format!(
                 "{name} may not be called: {}",
                 rule_words(decision)
             )));
         }
-        let options = CallOptions {
-            timeout: self.config.call_timeout,
-            progress,
-            cancel,
-            handler: None,
-            max_result_bytes: self.config.max_result_bytes,
-        };
         let started = Instant::now();
-        let schema = &view.function.definition.input_schema;
         let result = self
-            .with_connector(access, &connector, |t| {
-                let (arguments, options) = (arguments.clone(), options.clone());
-                async move {
-                    self.engine
-                        .call_tool(id, &t, name, arguments, schema, options)
-                        .await
-                }
-            })
+            .run_tool(access, &connector, &view, arguments, progress, cancel, None)
             .await?;
         let millis = started.elapsed().as_millis() as u64;
-        let outcome = match &result {
-            Ok(r) if r.is_error => "tool_error",
-            Ok(_) => "ok",
-            Err(ConnectError::InvalidArguments(_)) => "invalid_arguments",
-            Err(ConnectError::Cancelled) => "cancelled",
-            Err(_) => "failed",
-        };
-        self.audit_call(access, id, name, &digest, decision, outcome, millis)
+        let outcome = call_outcome(&result);
+        self.audit_call(access, id, name, &digest, decision, outcome, millis, None)
             .await?;
         Ok(CallOutcome {
             decision,
@@ -539,8 +570,45 @@ impl App {
         })
     }
 
+    /// Runs a function that the caller already decided may run, with the holder's
+    /// credentials (refreshing an OAuth grant once on a 401).
     #[allow(clippy::too_many_arguments)]
-    async fn audit_call(
+    pub(crate) async fn run_tool(
+        &self,
+        access: &OrgAccess,
+        connector: &Connector,
+        view: &switchboard_store::FunctionView,
+        arguments: Value,
+        progress: Option<mpsc::UnboundedSender<Progress>>,
+        cancel: CancellationToken,
+        handler: Option<Arc<dyn switchboard_connect::ServerRequests>>,
+    ) -> Result<std::result::Result<ToolResult, ConnectError>> {
+        let options = CallOptions {
+            timeout: self.config.call_timeout,
+            progress,
+            cancel,
+            handler,
+            max_result_bytes: self.config.max_result_bytes,
+        };
+        let id = connector.id;
+        let name = view.function.definition.name.as_str();
+        let schema = &view.function.definition.input_schema;
+        self.with_connector(access, connector, |t| {
+            let (arguments, options) = (arguments.clone(), options.clone());
+            async move {
+                self.engine
+                    .call_tool(id, &t, name, arguments, schema, options)
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Appends a function call to the audit log: who, which function, a digest of the
+    /// arguments, the decision and its rule, the outcome and the duration; `conversation`
+    /// when the assistant made the call.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn audit_call(
         &self,
         access: &OrgAccess,
         id: ConnectorId,
@@ -549,13 +617,20 @@ impl App {
         decision: Decision,
         outcome: &str,
         millis: u64,
+        conversation: Option<switchboard_domain::ConversationId>,
     ) -> Result<()> {
+        let via = if conversation.is_some() {
+            "chat"
+        } else {
+            "direct"
+        };
         let audit = NewAuditEvent::new(AuditAction::FunctionCalled, Some(access.user()))
             .org(access.org())
             .target("connector", id)
             .detail(json!({
                 "function": name, "arguments_sha256": digest, "decision": decision,
-                "outcome": outcome, "duration_ms": millis, "via": "direct",
+                "outcome": outcome, "duration_ms": millis, "via": via,
+                "conversation": conversation,
             }));
         Ok(self.store.append_audit(&audit).await?)
     }
@@ -686,21 +761,7 @@ impl App {
 
 /// A policy rule in words, for refusals.
 pub fn rule_words(decision: Decision) -> &'static str {
-    use switchboard_policy::Rule::*;
-    match decision.rule {
-        ConnectorUnavailable => "the connector is not active",
-        FunctionRemoved => "the server no longer offers it",
-        PendingReview => "it is new and waits for an admin's review",
-        ChangedSinceApproval => {
-            "its definition changed since it was approved and waits for an admin's review"
-        }
-        AdminBlocked => "an admin blocked it",
-        MemberNever => "you chose never to allow it",
-        AdminAsks => "an admin requires asking first",
-        MemberAsks => "you chose to be asked first",
-        DefaultAsk => "asking first is the default",
-        MemberAlways => "you always allow it",
-    }
+    decision.rule.words()
 }
 
 #[cfg(test)]

@@ -96,6 +96,44 @@ fn join(base: &Url, path: &str) -> Url {
 struct SealedFlow {
     pending: switchboard_oauth::PendingAuthorization,
     authorization_url: String,
+    /// Where the browser goes after the callback: a command-line client's loopback listener.
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+/// The longest loopback return address accepted.
+const MAX_RETURN_TO: usize = 512;
+
+/// Checks a loopback return address (RFC 8252 §7.3): `http` to the loopback IP literal
+/// `127.0.0.1` or `[::1]` with an explicit port, no user information and no fragment. Only a
+/// client on the machine of the browser can listen there, so the redirect cannot lead the
+/// browser anywhere else; `localhost` is refused as §8.3 advises, since a name may resolve
+/// elsewhere.
+fn loopback_return(raw: &str) -> Result<Url> {
+    let invalid = |message: &str| {
+        Error::Validation(switchboard_domain::ValidationError::new(
+            "return_to",
+            message.to_owned(),
+        ))
+    };
+    if raw.len() > MAX_RETURN_TO {
+        return Err(invalid("must be at most 512 characters"));
+    }
+    let url = Url::parse(raw).map_err(|_| invalid("must be a URL"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+        _ => false,
+    };
+    if url.scheme() != "http" || !loopback || url.port().is_none() {
+        return Err(invalid(
+            "must be a loopback address with a port, such as http://127.0.0.1:PORT/path",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        return Err(invalid("must have no user information and no fragment"));
+    }
+    Ok(url)
 }
 
 /// A started authorization: the link to open in a browser.
@@ -110,6 +148,9 @@ pub struct AuthorizationStart {
     pub scopes: Vec<String>,
     /// After this, the link no longer works.
     pub expires_at: Timestamp,
+    /// The loopback address the browser is sent to after the callback, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub return_to: Option<String>,
 }
 
 /// Where a holder's OAuth grant stands, as the API shows it (never the tokens).
@@ -165,6 +206,17 @@ pub struct Connected {
     pub connector: String,
     /// Whose grant it is.
     pub holder: CredentialScope,
+}
+
+/// What the callback did, and where the browser goes next.
+#[derive(Debug)]
+pub struct Completion {
+    /// The outcome.
+    pub outcome: Result<Connected>,
+    /// The loopback address a command-line client waits at (see
+    /// [`App::authorize_connector`]). Set only once the callback is known to come from the
+    /// browser that opened the start link, so another browser is never sent there.
+    pub return_to: Option<Url>,
 }
 
 /// A grant's access token as one request uses it, and which grant version it came from (so a
@@ -254,7 +306,7 @@ impl App {
         serde_json::from_slice(&plain).map_err(|e| Error::Internal(e.to_string()))
     }
 
-    fn open_sealed(&self, sealed: &str, context: &str, what: &str) -> Result<Vec<u8>> {
+    pub(crate) fn open_sealed(&self, sealed: &str, context: &str, what: &str) -> Result<Vec<u8>> {
         self.keys
             .open(
                 &switchboard_seal::Sealed::from_stored(sealed.to_owned()),
@@ -391,12 +443,18 @@ impl App {
     /// connector with one shared grant) or for the member themself (on a connector where every
     /// member connects their own account); `for_org` left out follows the connector's
     /// credential scope. Answers the one-time link to open in a browser.
+    ///
+    /// `return_to` is for a command-line client on the browser's machine: a loopback address
+    /// (RFC 8252 §7.3) it listens at, where the browser is sent after the callback with the
+    /// outcome, so the client need not poll and the person sees its answer.
     pub async fn authorize_connector(
         &self,
         access: &OrgAccess,
         id: ConnectorId,
         for_org: Option<bool>,
+        return_to: Option<&str>,
     ) -> Result<AuthorizationStart> {
+        let return_to = return_to.map(loopback_return).transpose()?;
         let connector = self.store.connector(access.org(), id).await?;
         let holder = self.holder_for(access, &connector, for_org)?;
         require_oauth(&connector)?;
@@ -417,6 +475,7 @@ impl App {
         let flow = SealedFlow {
             authorization_url: request.url.to_string(),
             pending: request.pending.clone(),
+            return_to: return_to.as_ref().map(Url::to_string),
         };
         let pending = PendingAuthorization {
             state_hash: state_hash.clone(),
@@ -439,6 +498,7 @@ impl App {
             issuer: server.issuer,
             scopes: request.pending.scopes,
             expires_at: request.pending.expires_at,
+            return_to: return_to.map(String::from),
         })
     }
 
@@ -474,12 +534,22 @@ impl App {
     }
 
     /// Completes an authorization at the callback: `query` is the callback's query string,
-    /// `binding` the cookie the start link set. Stores the grant and, for an organization
-    /// grant, validates the connector.
-    pub async fn complete_authorization(
+    /// `binding` the cookie the start link set. Stores the grant and, when the grant makes the
+    /// connector usable, validates it: always after the organization's grant, and after an
+    /// admin's own grant on a per-member connector that is not active yet.
+    pub async fn complete_authorization(&self, query: &str, binding: Option<&str>) -> Completion {
+        let mut return_to = None;
+        let outcome = self
+            .finish_authorization(query, binding, &mut return_to)
+            .await;
+        Completion { outcome, return_to }
+    }
+
+    async fn finish_authorization(
         &self,
         query: &str,
         binding: Option<&str>,
+        return_to: &mut Option<Url>,
     ) -> Result<Connected> {
         let params = CallbackParams::from_query(query);
         let Some(state) = params.state.clone() else {
@@ -516,6 +586,12 @@ impl App {
         )?;
         let flow: SealedFlow =
             serde_json::from_slice(&plain).map_err(|e| Error::Internal(e.to_string()))?;
+        // The browser that opened the start link: from here on it may be sent back to the
+        // client waiting for it, failures included. Checked again, as it was stored.
+        *return_to = flow
+            .return_to
+            .as_deref()
+            .and_then(|raw| loopback_return(raw).ok());
         let stored = self
             .store
             .oauth_client(pending.org, pending.connector, &flow.pending.issuer)
@@ -536,25 +612,38 @@ impl App {
         } else {
             CredentialScope::Shared
         };
-        if pending.holder.is_none() {
-            // The organization's grant makes the connector usable: validate it now, as the
-            // admin who started the authorization, so it turns active without another step.
-            let role = self
-                .store
-                .role_of(pending.org, pending.user)
-                .await?
-                .ok_or(Error::NotFound("member"))?;
-            let access = OrgAccess::new(pending.org, pending.user, role);
-            if let Ok(admin) = access.admin()
-                && let Err(e) = self.validate_connector(&admin, connector.id).await
-            {
-                tracing::warn!(connector = %connector.id, error = %e, "validation after authorization failed");
-            }
-        }
+        self.validate_after_grant(&pending, &connector).await?;
         Ok(Connected {
             connector: connector.name.to_string(),
             holder,
         })
+    }
+
+    /// Validates a connector that a new grant makes usable, as the admin who started the
+    /// authorization, so it turns active without another step: always after the
+    /// organization's grant, and after an admin's own grant on a per-member connector that is
+    /// not active yet (validation uses the admin's own grant there). A member who is no admin
+    /// cannot validate; their grant serves their own calls once an admin has.
+    async fn validate_after_grant(
+        &self,
+        pending: &PendingAuthorization,
+        connector: &Connector,
+    ) -> Result<()> {
+        if pending.holder.is_some() && connector.status == ConnectorStatus::Active {
+            return Ok(());
+        }
+        let role = self
+            .store
+            .role_of(pending.org, pending.user)
+            .await?
+            .ok_or(Error::NotFound("member"))?;
+        let access = OrgAccess::new(pending.org, pending.user, role);
+        if let Ok(admin) = access.admin()
+            && let Err(e) = self.validate_connector(&admin, connector.id).await
+        {
+            tracing::warn!(connector = %connector.id, error = %e, "validation after authorization failed");
+        }
+        Ok(())
     }
 
     async fn save_grant(
@@ -990,4 +1079,39 @@ fn needs_auth(reason: Option<&str>) -> Error {
         "the connector must be authorized again{}",
         reason.map(|r| format!(": {r}")).unwrap_or_default()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_ip_literals_with_a_port_are_return_addresses() {
+        for good in [
+            "http://127.0.0.1:41234/switchboard/abc",
+            "http://127.0.0.1:9/",
+            "http://[::1]:8000/done?x=1",
+        ] {
+            assert!(loopback_return(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "https://127.0.0.1:443/",
+            "http://localhost:8000/",
+            "http://127.0.0.2:8000/",
+            "http://127.0.0.1/",
+            "http://evil.example.com:8000/",
+            "http://user:pw@127.0.0.1:8000/",
+            "http://127.0.0.1:8000/#frag",
+            "javascript:alert(1)",
+            "not a url",
+        ] {
+            let error = loopback_return(bad).expect_err(bad);
+            assert!(
+                matches!(&error, Error::Validation(v) if v.field == "return_to"),
+                "{bad}: {error:?}"
+            );
+        }
+        let long = format!("http://127.0.0.1:8000/{}", "a".repeat(600));
+        assert!(loopback_return(&long).is_err());
+    }
 }

@@ -13,6 +13,7 @@
 
 mod accounts;
 mod audit;
+mod chat;
 mod connectors;
 mod error;
 mod functions;
@@ -27,14 +28,16 @@ use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use switchboard_domain::{
-    ApiToken, ApiTokenId, AuditEvent, Connector, ConnectorId, Email, FloorPolicy, Function,
-    FunctionVersion, GrantId, Member, MemberPreference, NewAuditEvent, NewFunctionState, OrgId,
-    OrgSettings, Organization, Role, Session, SyncSummary, Timestamp, User, UserId,
+    ApiToken, ApiTokenId, AuditEvent, ChatEvent, ChatMessage, Connector, ConnectorId, Conversation,
+    ConversationId, Email, FloorPolicy, Function, FunctionVersion, GrantId, Member,
+    MemberPreference, NewAuditEvent, NewFunctionState, OrgId, OrgSettings, Organization, Role,
+    Session, SyncSummary, Timestamp, TurnId, TurnRecord, User, UserId,
 };
 use switchboard_store::{
-    AuditFilter, ConnectorPatch, DiscoveredFunction, FunctionView, NewConnector, NewGrant,
-    NewOrganization, NewUser, OAuthGrant, Page, PageRequest, PendingAuthorization, Resealer,
-    Snapshot, Store, StoreError, StoreResult, StoredCredential, StoredOAuthClient,
+    AuditFilter, ConnectorPatch, ConversationPatch, DiscoveredFunction, FunctionView, NewChatEvent,
+    NewConnector, NewGrant, NewOrganization, NewUser, OAuthGrant, Page, PageRequest,
+    PendingAuthorization, Resealer, Snapshot, Store, StoreError, StoreResult, StoredChatModel,
+    StoredCredential, StoredOAuthClient, TurnSave,
 };
 
 use crate::error::backend;
@@ -548,6 +551,120 @@ impl Store for PostgresStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<Function> {
         functions::approve_function(&self.pool, org, connector, name, hash, now, audit).await
+    }
+
+    async fn chat_model(&self, org: OrgId) -> StoreResult<Option<StoredChatModel>> {
+        chat::chat_model(&self.pool, org).await
+    }
+
+    async fn set_chat_model(
+        &self,
+        org: OrgId,
+        model: Option<&StoredChatModel>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()> {
+        chat::set_chat_model(&self.pool, org, model, audit).await
+    }
+
+    async fn create_conversation(&self, conversation: &Conversation) -> StoreResult<()> {
+        chat::create_conversation(&self.pool, conversation).await
+    }
+
+    async fn conversation(
+        &self,
+        org: OrgId,
+        user: UserId,
+        id: ConversationId,
+    ) -> StoreResult<Conversation> {
+        chat::conversation(&self.pool, org, user, id).await
+    }
+
+    async fn list_conversations(
+        &self,
+        org: OrgId,
+        user: UserId,
+        page: PageRequest,
+    ) -> StoreResult<Page<Conversation>> {
+        chat::list_conversations(&self.pool, org, user, page).await
+    }
+
+    async fn update_conversation(
+        &self,
+        org: OrgId,
+        user: UserId,
+        id: ConversationId,
+        patch: &ConversationPatch,
+    ) -> StoreResult<Conversation> {
+        chat::update_conversation(&self.pool, org, user, id, patch).await
+    }
+
+    async fn delete_conversation(
+        &self,
+        org: OrgId,
+        user: UserId,
+        id: ConversationId,
+    ) -> StoreResult<()> {
+        chat::delete_conversation(&self.pool, org, user, id).await
+    }
+
+    async fn chat_messages(&self, conversation: ConversationId) -> StoreResult<Vec<ChatMessage>> {
+        chat::chat_messages(&self.pool, conversation).await
+    }
+
+    async fn start_turn(
+        &self,
+        turn: &TurnRecord,
+        events: &[NewChatEvent],
+    ) -> StoreResult<Vec<ChatEvent>> {
+        chat::start_turn(&self.pool, turn, events).await
+    }
+
+    async fn turn(&self, id: TurnId) -> StoreResult<TurnRecord> {
+        chat::turn(&self.pool, id).await
+    }
+
+    async fn open_turn(&self, conversation: ConversationId) -> StoreResult<Option<TurnRecord>> {
+        chat::open_turn(&self.pool, conversation).await
+    }
+
+    async fn save_turn(&self, save: &TurnSave<'_>) -> StoreResult<Option<Vec<ChatEvent>>> {
+        chat::save_turn(&self.pool, save).await
+    }
+
+    async fn extend_turn_lease(
+        &self,
+        id: TurnId,
+        version: i64,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool> {
+        chat::extend_turn_lease(&self.pool, id, version, lease_until).await
+    }
+
+    async fn append_chat_events(
+        &self,
+        conversation: ConversationId,
+        turn: TurnId,
+        events: &[NewChatEvent],
+    ) -> StoreResult<Vec<ChatEvent>> {
+        chat::append_chat_events(&self.pool, conversation, turn, events).await
+    }
+
+    async fn chat_events(
+        &self,
+        conversation: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChatEvent>> {
+        chat::chat_events(&self.pool, conversation, after, limit).await
+    }
+
+    async fn claim_stalled_turns(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<TurnRecord>> {
+        chat::claim_stalled_turns(&self.pool, now, lease_until, limit).await
     }
 
     async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()> {

@@ -8,8 +8,8 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 use switchboard_domain::{
-    ConnectorId, UserId, client_seal_context, credential_seal_context, grant_seal_context,
-    pending_seal_context,
+    ConnectorId, OrgId, UserId, chat_model_seal_context, client_seal_context,
+    credential_seal_context, grant_seal_context, pending_seal_context,
 };
 use switchboard_store::{
     Cell, ColumnType, Resealer, SCHEMA, Snapshot, StoreError, StoreResult, TableDump, TableSpec,
@@ -145,6 +145,26 @@ pub(crate) async fn reseal_all(pool: &PgPool, reseal: Resealer<'_>) -> StoreResu
     )
     .await?;
 
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT org_id, sealed_key FROM chat_models WHERE sealed_key IS NOT NULL \
+         ORDER BY org_id FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let values = rows
+        .into_iter()
+        .map(|(org, sealed)| (org, chat_model_seal_context(OrgId(org)), sealed))
+        .collect();
+    count += reseal_rows(
+        &mut tx,
+        reseal,
+        "chat model key",
+        values,
+        "UPDATE chat_models SET sealed_key = $2 WHERE org_id = $1",
+    )
+    .await?;
+
     tx.commit().await.map_err(backend)?;
     Ok(count)
 }
@@ -166,6 +186,7 @@ fn decode_cell(row: &PgRow, index: usize, ty: ColumnType) -> Result<Cell, sqlx::
         ColumnType::Json => row
             .try_get::<Option<serde_json::Value>, _>(index)?
             .map(Cell::Json),
+        ColumnType::Bool => row.try_get::<Option<bool>, _>(index)?.map(Cell::Bool),
     }
     .unwrap_or(Cell::Null))
 }
@@ -244,6 +265,7 @@ fn check_cell(table: &TableSpec, row: usize, col: usize, cell: &Cell) -> StoreRe
             | (ColumnType::Text, Cell::Text(_))
             | (ColumnType::Int, Cell::Int(_))
             | (ColumnType::Json, Cell::Json(_))
+            | (ColumnType::Bool, Cell::Bool(_))
     );
     if fits {
         Ok(())
@@ -266,10 +288,12 @@ fn bind_cell<'q>(
         (_, Cell::Text(v)) => query.bind(v.as_str()),
         (_, Cell::Int(v)) => query.bind(*v),
         (_, Cell::Json(v)) => query.bind(v),
+        (_, Cell::Bool(v)) => query.bind(*v),
         (ColumnType::Uuid, Cell::Null) => query.bind(None::<Uuid>),
         (ColumnType::Text, Cell::Null) => query.bind(None::<String>),
         (ColumnType::Int, Cell::Null) => query.bind(None::<i64>),
         (ColumnType::Json, Cell::Null) => query.bind(None::<serde_json::Value>),
+        (ColumnType::Bool, Cell::Null) => query.bind(None::<bool>),
     }
 }
 

@@ -16,14 +16,17 @@ pub(crate) async fn insert_organization(
     org: &NewOrganization,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO organizations (id, slug, name, new_functions, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO organizations \
+         (id, slug, name, new_functions, created_at, untrusted_content, sampling) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(org.id.0)
     .bind(org.slug.as_str())
     .bind(&org.name)
     .bind(org.settings.new_functions.as_str())
     .bind(org.created_at.millis())
+    .bind(org.settings.untrusted_content.as_str())
+    .bind(org.settings.sampling)
     .execute(conn)
     .await
     .map_err(|e| match unique_violation(&e) {
@@ -172,12 +175,16 @@ pub(crate) async fn update_organization(
     let mut tx = pool.begin().await.map_err(backend)?;
     let sql = format!(
         "UPDATE organizations o SET name = COALESCE($2, o.name), \
-         new_functions = COALESCE($3, o.new_functions) WHERE o.id = $1 RETURNING {ORG_COLUMNS}"
+         new_functions = COALESCE($3, o.new_functions), \
+         untrusted_content = COALESCE($4, o.untrusted_content), \
+         sampling = COALESCE($5, o.sampling) WHERE o.id = $1 RETURNING {ORG_COLUMNS}"
     );
     let row = sqlx::query(&sql)
         .bind(id.0)
         .bind(name)
         .bind(settings.map(|s| s.new_functions.as_str()))
+        .bind(settings.map(|s| s.untrusted_content.as_str()))
+        .bind(settings.map(|s| s.sampling))
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?

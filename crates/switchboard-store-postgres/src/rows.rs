@@ -10,12 +10,13 @@ use std::str::FromStr;
 use sqlx::postgres::PgRow;
 use sqlx::{Decode, Postgres, Row, Type};
 use switchboard_domain::{
-    ApiToken, AuditEvent, Connector, ConnectorName, ConnectorUrl, Description, Email, Function,
-    FunctionDefinition, FunctionVersion, Member, OrgSettings, OrgSlug, Organization, Session,
-    Timestamp, User,
+    ApiToken, AuditEvent, ChatEvent, ChatMessage, Connector, ConnectorId, ConnectorName,
+    ConnectorUrl, Conversation, Description, Email, Function, FunctionDefinition, FunctionVersion,
+    Member, OrgSettings, OrgSlug, Organization, Session, Timestamp, TurnRecord, User,
 };
 use switchboard_store::{
-    FunctionView, OAuthGrant, PendingAuthorization, StoreError, StoreResult, StoredOAuthClient,
+    FunctionView, OAuthGrant, PendingAuthorization, StoreError, StoreResult, StoredChatModel,
+    StoredOAuthClient,
 };
 use uuid::Uuid;
 
@@ -128,7 +129,8 @@ pub(crate) fn api_token(row: &PgRow) -> StoreResult<ApiToken> {
 }
 
 /// The columns [`organization`] reads, selected from `organizations` as `o`.
-pub(crate) const ORG_COLUMNS: &str = "o.id, o.slug, o.name, o.new_functions, o.created_at";
+pub(crate) const ORG_COLUMNS: &str =
+    "o.id, o.slug, o.name, o.new_functions, o.created_at, o.untrusted_content, o.sampling";
 
 /// An organization from [`ORG_COLUMNS`].
 pub(crate) fn organization(row: &PgRow) -> StoreResult<Organization> {
@@ -138,6 +140,8 @@ pub(crate) fn organization(row: &PgRow) -> StoreResult<Organization> {
         name: get(row, "name")?,
         settings: OrgSettings {
             new_functions: get_parsed(row, "new_functions")?,
+            untrusted_content: get_parsed(row, "untrusted_content")?,
+            sampling: get(row, "sampling")?,
         },
         created_at: get_time(row, "created_at")?,
     })
@@ -310,6 +314,90 @@ pub(crate) fn audit_event(row: &PgRow) -> StoreResult<AuditEvent> {
         action: get_parsed(row, "action")?,
         target: get(row, "target")?,
         detail: get(row, "detail")?,
+        created_at: get_time(row, "created_at")?,
+    })
+}
+
+/// The columns [`chat_model`] reads.
+pub(crate) const CHAT_MODEL_COLUMNS: &str = "kind, base_url, model, sealed_key, updated_at";
+
+/// A chat model from [`CHAT_MODEL_COLUMNS`].
+pub(crate) fn chat_model(row: &PgRow) -> StoreResult<StoredChatModel> {
+    Ok(StoredChatModel {
+        kind: get_parsed(row, "kind")?,
+        base_url: get(row, "base_url")?,
+        model: get(row, "model")?,
+        sealed_key: get(row, "sealed_key")?,
+        updated_at: get_time(row, "updated_at")?,
+    })
+}
+
+/// A conversation's columns from `conversations` as `c`, with its connectors in order as an
+/// array (`connectors`).
+pub(crate) const CONVERSATION_SELECT: &str = "SELECT c.id, c.org_id, c.user_id, c.title, \
+     c.created_at, c.updated_at, \
+     ARRAY(SELECT cc.connector_id FROM conversation_connectors cc \
+           WHERE cc.conversation_id = c.id ORDER BY cc.position) AS connectors \
+     FROM conversations c";
+
+/// A conversation from [`CONVERSATION_SELECT`].
+pub(crate) fn conversation(row: &PgRow) -> StoreResult<Conversation> {
+    Ok(Conversation {
+        id: get_id(row, "id")?,
+        org_id: get_id(row, "org_id")?,
+        user_id: get_id(row, "user_id")?,
+        title: get(row, "title")?,
+        connectors: get::<Vec<Uuid>>(row, "connectors")?
+            .into_iter()
+            .map(ConnectorId)
+            .collect(),
+        created_at: get_time(row, "created_at")?,
+        updated_at: get_time(row, "updated_at")?,
+    })
+}
+
+/// The columns [`turn`] reads, unaliased so they also serve `RETURNING` clauses.
+pub(crate) const TURN_COLUMNS: &str = "id, conversation_id, org_id, user_id, status, state, \
+     version, lease_until, created_at";
+
+/// A turn from [`TURN_COLUMNS`].
+pub(crate) fn turn(row: &PgRow) -> StoreResult<TurnRecord> {
+    Ok(TurnRecord {
+        id: get_id(row, "id")?,
+        conversation_id: get_id(row, "conversation_id")?,
+        org_id: get_id(row, "org_id")?,
+        user_id: get_id(row, "user_id")?,
+        status: get_parsed(row, "status")?,
+        state: get(row, "state")?,
+        version: get(row, "version")?,
+        lease_until: get_time_opt(row, "lease_until")?,
+        created_at: get_time(row, "created_at")?,
+    })
+}
+
+/// The columns [`chat_message`] reads.
+pub(crate) const MESSAGE_COLUMNS: &str = "seq, turn_id, body, created_at";
+
+/// A history message from [`MESSAGE_COLUMNS`].
+pub(crate) fn chat_message(row: &PgRow) -> StoreResult<ChatMessage> {
+    Ok(ChatMessage {
+        seq: get(row, "seq")?,
+        turn_id: get_id(row, "turn_id")?,
+        body: get(row, "body")?,
+        created_at: get_time(row, "created_at")?,
+    })
+}
+
+/// The columns [`chat_event`] reads.
+pub(crate) const EVENT_COLUMNS: &str = "seq, turn_id, kind, data, created_at";
+
+/// A stream event from [`EVENT_COLUMNS`].
+pub(crate) fn chat_event(row: &PgRow) -> StoreResult<ChatEvent> {
+    Ok(ChatEvent {
+        seq: get(row, "seq")?,
+        turn_id: get_id(row, "turn_id")?,
+        kind: get(row, "kind")?,
+        data: get(row, "data")?,
         created_at: get_time(row, "created_at")?,
     })
 }

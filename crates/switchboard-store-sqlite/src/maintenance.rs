@@ -4,8 +4,8 @@
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use switchboard_domain::{
-    ConnectorId, UserId, client_seal_context, credential_seal_context, grant_seal_context,
-    pending_seal_context,
+    ConnectorId, OrgId, UserId, chat_model_seal_context, client_seal_context,
+    credential_seal_context, grant_seal_context, pending_seal_context,
 };
 use switchboard_store::{
     Cell, ColumnType, Resealer, SCHEMA, Snapshot, StoreError, StoreResult, TableDump, TableSpec,
@@ -148,6 +148,29 @@ pub(crate) async fn reseal_all(pool: &SqlitePool, reseal: Resealer<'_>) -> Store
     )
     .await?;
 
+    let found = sqlx::query(
+        "SELECT org_id, sealed_key FROM chat_models WHERE sealed_key IS NOT NULL ORDER BY org_id",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .db()?;
+    let values = found
+        .iter()
+        .map(|row| {
+            let org = uuid(row, "org_id")?;
+            let context = chat_model_seal_context(OrgId(org));
+            Ok((org, context, text(row, "sealed_key")?))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    count += reseal_rows(
+        &mut tx,
+        reseal,
+        "chat model key",
+        values,
+        "UPDATE chat_models SET sealed_key = ? WHERE org_id = ?",
+    )
+    .await?;
+
     tx.commit().await.db()?;
     Ok(count)
 }
@@ -189,6 +212,7 @@ fn decode_cell(row: &SqliteRow, spec: &TableSpec, index: usize) -> StoreResult<C
             }
             None => None,
         },
+        ColumnType::Bool => row.try_get::<Option<bool>, _>(index).db()?.map(Cell::Bool),
     };
     Ok(cell.unwrap_or(Cell::Null))
 }
@@ -245,6 +269,7 @@ fn check_snapshot(snapshot: &Snapshot) -> StoreResult<()> {
                         | (Cell::Text(_), ColumnType::Text)
                         | (Cell::Int(_), ColumnType::Int)
                         | (Cell::Json(_), ColumnType::Json)
+                        | (Cell::Bool(_), ColumnType::Bool)
                 );
                 if !fits {
                     return Err(bad(format!(
@@ -272,6 +297,7 @@ async fn insert_rows(
                 Cell::Uuid(u) => query.bind(*u),
                 Cell::Text(t) => query.bind(t.as_str()),
                 Cell::Int(i) => query.bind(*i),
+                Cell::Bool(b) => query.bind(*b),
                 Cell::Json(v) => query.bind(
                     serde_json::to_string(v)
                         .map_err(|e| StoreError::Backend(format!("{}: {e}", spec.name)))?,

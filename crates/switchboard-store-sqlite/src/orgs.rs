@@ -16,14 +16,17 @@ pub(crate) async fn insert_organization(
     org: &NewOrganization,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO organizations (id, slug, name, new_functions, created_at) \
-         VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO organizations \
+         (id, slug, name, new_functions, created_at, untrusted_content, sampling) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(org.id.0)
     .bind(org.slug.as_str())
     .bind(&org.name)
     .bind(org.settings.new_functions.as_str())
     .bind(org.created_at.millis())
+    .bind(org.settings.untrusted_content.as_str())
+    .bind(org.settings.sampling)
     .execute(conn)
     .await
     .unique_as("slug", || {
@@ -122,10 +125,14 @@ pub(crate) async fn update_organization(
     let mut tx = begin_write(pool).await?;
     let done = sqlx::query(
         "UPDATE organizations SET name = COALESCE(?, name), \
-         new_functions = COALESCE(?, new_functions) WHERE id = ?",
+         new_functions = COALESCE(?, new_functions), \
+         untrusted_content = COALESCE(?, untrusted_content), \
+         sampling = COALESCE(?, sampling) WHERE id = ?",
     )
     .bind(name)
     .bind(settings.map(|s| s.new_functions.as_str()))
+    .bind(settings.map(|s| s.untrusted_content.as_str()))
+    .bind(settings.map(|s| s.sampling))
     .bind(id.0)
     .execute(&mut *tx)
     .await

@@ -6,13 +6,13 @@ use std::str::FromStr;
 use sqlx::Row;
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use switchboard_domain::{
-    ApiToken, ApiTokenId, AuditEvent, AuditEventId, Connector, ConnectorId, ConnectorName,
-    ConnectorUrl, Description, Email, Function, FunctionDefinition, FunctionId, GrantId, Member,
-    OAuthClientId, OrgId, OrgSettings, OrgSlug, Organization, Session, Timestamp, User, UserId,
-    ValidationError,
+    ApiToken, ApiTokenId, AuditEvent, AuditEventId, ChatEvent, ChatMessage, Connector, ConnectorId,
+    ConnectorName, ConnectorUrl, Conversation, ConversationId, Description, Email, Function,
+    FunctionDefinition, FunctionId, GrantId, Member, OAuthClientId, OrgId, OrgSettings, OrgSlug,
+    Organization, Session, Timestamp, TurnId, TurnRecord, User, UserId, ValidationError,
 };
 use switchboard_store::{
-    FunctionView, OAuthGrant, PendingAuthorization, StoreResult, StoredOAuthClient,
+    FunctionView, OAuthGrant, PendingAuthorization, StoreResult, StoredChatModel, StoredOAuthClient,
 };
 use uuid::Uuid;
 
@@ -24,7 +24,8 @@ pub(crate) const USER_COLS: &str = "u.id AS u_id, u.email AS u_email, \
 
 /// An organization's columns, read from a table aliased `o`.
 pub(crate) const ORG_COLS: &str = "o.id AS o_id, o.slug AS o_slug, o.name AS o_name, \
-     o.new_functions AS o_new_functions, o.created_at AS o_created_at";
+     o.new_functions AS o_new_functions, o.created_at AS o_created_at, \
+     o.untrusted_content AS o_untrusted_content, o.sampling AS o_sampling";
 
 /// An API token's columns (without its secret hash), read from a table aliased `t`.
 pub(crate) const TOKEN_COLS: &str = "t.id AS t_id, t.user_id AS t_user_id, t.name AS t_name, \
@@ -145,6 +146,8 @@ pub(crate) fn organization(row: &SqliteRow) -> StoreResult<Organization> {
         name: get(row, "o_name")?,
         settings: OrgSettings {
             new_functions: enum_col(row, "o_new_functions")?,
+            untrusted_content: enum_col(row, "o_untrusted_content")?,
+            sampling: get(row, "o_sampling")?,
         },
         created_at: ts(row, "o_created_at")?,
     })
@@ -301,6 +304,98 @@ pub(crate) fn audit_event(row: &SqliteRow) -> StoreResult<AuditEvent> {
         action: enum_col(row, "action")?,
         target: get(row, "target")?,
         detail: json_col(row, "detail")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+/// A chat model's columns.
+pub(crate) const CHAT_MODEL_COLS: &str = "kind, base_url, model, sealed_key, updated_at";
+
+/// Decodes [`CHAT_MODEL_COLS`].
+pub(crate) fn chat_model(row: &SqliteRow) -> StoreResult<StoredChatModel> {
+    Ok(StoredChatModel {
+        kind: enum_col(row, "kind")?,
+        base_url: get(row, "base_url")?,
+        model: get(row, "model")?,
+        sealed_key: get(row, "sealed_key")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+/// A conversation's columns from a table aliased `c`, with its connectors in order as one
+/// comma-separated list of hex ids (`connectors`, NULL when there are none).
+pub(crate) const CONVERSATION_SELECT: &str = "SELECT c.id, c.org_id, c.user_id, c.title, \
+     c.created_at, c.updated_at, \
+     (SELECT group_concat(hex(cc.connector_id), ',' ORDER BY cc.position) \
+      FROM conversation_connectors cc WHERE cc.conversation_id = c.id) AS connectors \
+     FROM conversations c";
+
+/// Decodes [`CONVERSATION_SELECT`].
+pub(crate) fn conversation(row: &SqliteRow) -> StoreResult<Conversation> {
+    let connectors = match get::<Option<String>>(row, "connectors")? {
+        Some(list) => list
+            .split(',')
+            .map(|hex| {
+                Uuid::try_parse(hex)
+                    .map(ConnectorId)
+                    .map_err(|e| corrupt("conversation_connectors.connector_id", e))
+            })
+            .collect::<StoreResult<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    Ok(Conversation {
+        id: ConversationId(get(row, "id")?),
+        org_id: OrgId(get(row, "org_id")?),
+        user_id: UserId(get(row, "user_id")?),
+        title: get(row, "title")?,
+        connectors,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+/// A turn's columns, unaliased so they also serve `RETURNING` clauses.
+pub(crate) const TURN_COLS: &str = "id, conversation_id, org_id, user_id, status, state, \
+     version, lease_until, created_at";
+
+/// Decodes [`TURN_COLS`].
+pub(crate) fn turn(row: &SqliteRow) -> StoreResult<TurnRecord> {
+    Ok(TurnRecord {
+        id: TurnId(get(row, "id")?),
+        conversation_id: ConversationId(get(row, "conversation_id")?),
+        org_id: OrgId(get(row, "org_id")?),
+        user_id: UserId(get(row, "user_id")?),
+        status: enum_col(row, "status")?,
+        state: json_col(row, "state")?,
+        version: get(row, "version")?,
+        lease_until: opt_ts(row, "lease_until")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+/// A history message's columns.
+pub(crate) const MESSAGE_COLS: &str = "seq, turn_id, body, created_at";
+
+/// Decodes [`MESSAGE_COLS`].
+pub(crate) fn chat_message(row: &SqliteRow) -> StoreResult<ChatMessage> {
+    Ok(ChatMessage {
+        seq: get(row, "seq")?,
+        turn_id: TurnId(get(row, "turn_id")?),
+        body: json_col(row, "body")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+/// A stream event's columns.
+pub(crate) const EVENT_COLS: &str = "seq, turn_id, kind, data, created_at";
+
+/// Decodes [`EVENT_COLS`].
+pub(crate) fn chat_event(row: &SqliteRow) -> StoreResult<ChatEvent> {
+    Ok(ChatEvent {
+        seq: get(row, "seq")?,
+        turn_id: TurnId(get(row, "turn_id")?),
+        kind: get(row, "kind")?,
+        data: json_col(row, "data")?,
         created_at: ts(row, "created_at")?,
     })
 }

@@ -19,9 +19,10 @@ pub use uuid::Uuid;
 
 use async_trait::async_trait;
 use switchboard_domain::{
-    ApiToken, ApiTokenId, AuditEvent, Connector, ConnectorId, Email, FloorPolicy, Function,
-    FunctionVersion, GrantId, Member, MemberPreference, NewAuditEvent, NewFunctionState, OrgId,
-    OrgSettings, Organization, Role, Session, SyncSummary, Timestamp, User, UserId,
+    ApiToken, ApiTokenId, AuditEvent, ChatEvent, ChatMessage, Connector, ConnectorId, Conversation,
+    ConversationId, Email, FloorPolicy, Function, FunctionVersion, GrantId, Member,
+    MemberPreference, NewAuditEvent, NewFunctionState, OrgId, OrgSettings, Organization, Role,
+    Session, SyncSummary, Timestamp, TurnId, TurnRecord, User, UserId,
 };
 
 /// Why a store operation failed.
@@ -215,8 +216,8 @@ pub trait Store: Send + Sync + 'static {
         audit: &NewAuditEvent,
     ) -> StoreResult<Member>;
     /// Removes a member and what they keep in this organization (preferences, static
-    /// credentials, OAuth grants, and pending authorizations they started or would hold);
-    /// `LastOwner` if they are its last owner.
+    /// credentials, OAuth grants, pending authorizations they started or would hold, and
+    /// conversations); `LastOwner` if they are its last owner.
     async fn remove_member(
         &self,
         org: OrgId,
@@ -247,7 +248,8 @@ pub trait Store: Send + Sync + 'static {
         audit: &NewAuditEvent,
     ) -> StoreResult<Connector>;
     /// Deletes a connector with its functions, policies, credentials, OAuth client
-    /// registrations, grants and pending authorizations.
+    /// registrations, grants and pending authorizations, and removes it from every
+    /// conversation that names it.
     async fn delete_connector(
         &self,
         org: OrgId,
@@ -463,6 +465,119 @@ pub trait Store: Send + Sync + 'static {
         audit: &NewAuditEvent,
     ) -> StoreResult<Function>;
 
+    // ---- chat --------------------------------------------------------------------------
+
+    /// The organization's language model, if an admin chose one. Like every method of this
+    /// section, it treats another organization's rows as absent.
+    async fn chat_model(&self, org: OrgId) -> StoreResult<Option<StoredChatModel>>;
+    /// Sets (or with `None`, clears) the organization's language model;
+    /// `NotFound("organization")` if there is no such organization.
+    async fn set_chat_model(
+        &self,
+        org: OrgId,
+        model: Option<&StoredChatModel>,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    /// Creates a conversation; every connector it names must belong to its organization
+    /// (`NotFound` on `connector` otherwise), and its user must be a member of it
+    /// (`NotFound("member")`). A connector named twice is kept once, at its first place.
+    /// `Conflict` on `id` if the id is taken.
+    async fn create_conversation(&self, conversation: &Conversation) -> StoreResult<()>;
+    /// One of `user`'s conversations; `NotFound` if it is not theirs.
+    async fn conversation(
+        &self,
+        org: OrgId,
+        user: UserId,
+        id: ConversationId,
+    ) -> StoreResult<Conversation>;
+    /// `user`'s conversations in the organization, most recently updated first (ties by id,
+    /// descending). `page.after` is the last conversation of the previous page; one that is
+    /// not (or no longer) among `user`'s conversations gives an empty page.
+    async fn list_conversations(
+        &self,
+        org: OrgId,
+        user: UserId,
+        page: PageRequest,
+    ) -> StoreResult<Page<Conversation>>;
+    /// Changes a conversation's title or connectors (checked as in
+    /// [`Store::create_conversation`]); with `patch.now`, moves `updated_at` forward to it.
+    /// `NotFound("conversation")` if it is not `user`'s.
+    async fn update_conversation(
+        &self,
+        org: OrgId,
+        user: UserId,
+        id: ConversationId,
+        patch: &ConversationPatch,
+    ) -> StoreResult<Conversation>;
+    /// Deletes a conversation with its turns, messages and events;
+    /// `NotFound("conversation")` if it is not `user`'s.
+    async fn delete_conversation(
+        &self,
+        org: OrgId,
+        user: UserId,
+        id: ConversationId,
+    ) -> StoreResult<()>;
+    /// A conversation's history: the messages of its ended turns, in order. Not scoped: the
+    /// caller has read the conversation as its member first (so do the turn and event
+    /// methods below, which take ids only).
+    async fn chat_messages(&self, conversation: ConversationId) -> StoreResult<Vec<ChatMessage>>;
+
+    /// Starts a turn (version 1, whatever `turn.version` says) and appends its first events,
+    /// stamped `turn.created_at`, which also becomes the conversation's `updated_at` if later.
+    /// `Conflict` on `turn` while the conversation has a turn that has not ended (or if the id
+    /// is taken); `NotFound("conversation")` unless the conversation is `turn.user_id`'s in
+    /// `turn.org_id`.
+    async fn start_turn(
+        &self,
+        turn: &TurnRecord,
+        events: &[NewChatEvent],
+    ) -> StoreResult<Vec<ChatEvent>>;
+    /// A turn by id; `NotFound("turn")`.
+    async fn turn(&self, id: TurnId) -> StoreResult<TurnRecord>;
+    /// The conversation's turn that has not ended, if any.
+    async fn open_turn(&self, conversation: ConversationId) -> StoreResult<Option<TurnRecord>>;
+    /// Saves a turn's next state if it is still at `save.version`, in one transaction: the
+    /// status, state and lease, the events (numbered after the conversation's last), and,
+    /// when the turn ends, its messages appended to the history; the version goes up by one and
+    /// the conversation's `updated_at` moves forward to `save.now`. Returns the stored events,
+    /// or `None`, having written nothing, when another save (or a claim) came first (the
+    /// caller reloads and tries again). `NotFound("turn")` if the turn is gone.
+    async fn save_turn(&self, save: &TurnSave<'_>) -> StoreResult<Option<Vec<ChatEvent>>>;
+    /// Moves a turn's lease without changing its version, while its driver still holds it;
+    /// returns whether it did (false when the version moved on).
+    async fn extend_turn_lease(
+        &self,
+        id: TurnId,
+        version: i64,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Appends events that do not change the turn's state (text as it streams, progress),
+    /// stamped with the store's clock. `NotFound("turn")` unless the turn is in `conversation`.
+    async fn append_chat_events(
+        &self,
+        conversation: ConversationId,
+        turn: TurnId,
+        events: &[NewChatEvent],
+    ) -> StoreResult<Vec<ChatEvent>>;
+    /// A conversation's events after `after` (an event's `seq`), oldest first, at most `limit`.
+    async fn chat_events(
+        &self,
+        conversation: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChatEvent>>;
+    /// Claims up to `limit` running turns whose lease ran out before `now` (or never had one):
+    /// each gets the lease `lease_until` and a new version, and is returned as claimed, by id.
+    /// Waiting turns are never claimed. Of several processes claiming at once, each turn goes
+    /// to one of them.
+    async fn claim_stalled_turns(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<TurnRecord>>;
+
     // ---- audit log ---------------------------------------------------------------------
 
     /// Appends an event on its own (for events that change nothing else, such as a sign-in).
@@ -476,8 +591,9 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- maintenance -------------------------------------------------------------------
 
-    /// Reseals every sealed value (connector credentials, OAuth client registrations, grants
-    /// and pending authorizations) in one transaction; returns how many were rewritten.
+    /// Reseals every sealed value (connector credentials, OAuth client registrations, grants,
+    /// pending authorizations and language model keys) in one transaction; returns how many
+    /// were rewritten.
     async fn reseal_all(&self, reseal: Resealer<'_>) -> StoreResult<u64>;
     /// Every row of every table in [`SCHEMA`].
     async fn export(&self) -> StoreResult<Snapshot>;

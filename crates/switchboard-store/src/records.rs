@@ -6,7 +6,7 @@ use switchboard_domain::{
     AuditAction, AuthMethod, ClientSource, ConnectorId, ConnectorName, ConnectorStatus,
     ConnectorUrl, CredentialKind, CredentialScope, Description, Email, Function,
     FunctionDefinition, GrantId, GrantStatus, MemberPreference, OAuthClientId, OrgId, OrgSettings,
-    OrgSlug, Timestamp, Transport, UserId,
+    OrgSlug, ProviderKind, Timestamp, Transport, TurnId, TurnStatus, UserId,
 };
 use uuid::Uuid;
 
@@ -367,4 +367,74 @@ pub struct AuditFilter {
     pub until: Option<Timestamp>,
     /// Newest first (the default for people) or oldest first (for exports).
     pub newest_first: bool,
+}
+
+/// The organization's language model as stored. `sealed_key` is ciphertext from
+/// `switchboard-seal`, sealed for [`switchboard_domain::chat_model_seal_context`]; like
+/// [`StoredCredential`], its `Debug` leaves the sealed text out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredChatModel {
+    /// The wire format.
+    pub kind: ProviderKind,
+    /// The API's base URL, up to and without `/chat/completions`.
+    pub base_url: String,
+    /// The model's name.
+    pub model: String,
+    /// The sealed API key, when the provider needs one.
+    pub sealed_key: Option<String>,
+    /// When it was set.
+    pub updated_at: Timestamp,
+}
+
+impl std::fmt::Debug for StoredChatModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredChatModel")
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("has_key", &self.sealed_key.is_some())
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// Changes to a conversation; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationPatch {
+    /// A new, checked title.
+    pub title: Option<String>,
+    /// The connectors the assistant may use, replacing the old list.
+    pub connectors: Option<Vec<ConnectorId>>,
+    /// When the change was made.
+    pub now: Option<Timestamp>,
+}
+
+/// An event about to be appended to a conversation's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChatEvent {
+    /// Its kind.
+    pub kind: String,
+    /// Its data.
+    pub data: Value,
+}
+
+/// A turn's next state, saved only if nobody saved since `version` was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnSave<'a> {
+    /// The turn.
+    pub id: TurnId,
+    /// The version the caller read.
+    pub version: i64,
+    /// The new status.
+    pub status: TurnStatus,
+    /// The new state.
+    pub state: &'a Value,
+    /// The new lease; `None` releases it.
+    pub lease_until: Option<Timestamp>,
+    /// Events to append.
+    pub events: &'a [NewChatEvent],
+    /// Messages to append to the conversation's history (when the turn ends).
+    pub messages: &'a [Value],
+    /// When it happened.
+    pub now: Timestamp,
 }

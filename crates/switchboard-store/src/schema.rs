@@ -20,6 +20,8 @@ pub enum ColumnType {
     Int,
     /// A JSON document (`TEXT` in SQLite, `JSONB` in PostgreSQL).
     Json,
+    /// A boolean (`INTEGER` 0 or 1 in SQLite, `BOOLEAN` in PostgreSQL).
+    Bool,
 }
 
 /// One table: its name and columns, in the order parents come before children.
@@ -33,7 +35,7 @@ pub struct TableSpec {
     pub order_by: &'static str,
 }
 
-use ColumnType::{Int, Json, Text, Uuid as U};
+use ColumnType::{Bool, Int, Json, Text, Uuid as U};
 
 /// Every table, parents before children, so importing in this order satisfies foreign keys.
 pub const SCHEMA: &[TableSpec] = &[
@@ -61,6 +63,9 @@ pub const SCHEMA: &[TableSpec] = &[
             ("name", Text),
             ("new_functions", Text),
             ("created_at", Int),
+            // Added by migration 0003.
+            ("untrusted_content", Text),
+            ("sampling", Bool),
         ],
         order_by: "id",
     },
@@ -217,6 +222,80 @@ pub const SCHEMA: &[TableSpec] = &[
         order_by: "function_id, user_id",
     },
     TableSpec {
+        name: "chat_models",
+        columns: &[
+            ("org_id", U),
+            ("kind", Text),
+            ("base_url", Text),
+            ("model", Text),
+            ("sealed_key", Text),
+            ("updated_at", Int),
+        ],
+        order_by: "org_id",
+    },
+    TableSpec {
+        name: "conversations",
+        columns: &[
+            ("id", U),
+            ("org_id", U),
+            ("user_id", U),
+            ("title", Text),
+            ("created_at", Int),
+            ("updated_at", Int),
+            ("last_message_seq", Int),
+            ("last_event_seq", Int),
+        ],
+        order_by: "id",
+    },
+    TableSpec {
+        name: "conversation_connectors",
+        columns: &[
+            ("conversation_id", U),
+            ("connector_id", U),
+            ("position", Int),
+        ],
+        order_by: "conversation_id, connector_id",
+    },
+    TableSpec {
+        name: "chat_turns",
+        columns: &[
+            ("id", U),
+            ("conversation_id", U),
+            ("org_id", U),
+            ("user_id", U),
+            ("status", Text),
+            ("state", Json),
+            ("version", Int),
+            ("lease_until", Int),
+            ("created_at", Int),
+            ("updated_at", Int),
+        ],
+        order_by: "id",
+    },
+    TableSpec {
+        name: "chat_messages",
+        columns: &[
+            ("conversation_id", U),
+            ("seq", Int),
+            ("turn_id", U),
+            ("body", Json),
+            ("created_at", Int),
+        ],
+        order_by: "conversation_id, seq",
+    },
+    TableSpec {
+        name: "chat_events",
+        columns: &[
+            ("conversation_id", U),
+            ("seq", Int),
+            ("turn_id", U),
+            ("kind", Text),
+            ("data", Json),
+            ("created_at", Int),
+        ],
+        order_by: "conversation_id, seq",
+    },
+    TableSpec {
         name: "audit_events",
         columns: &[
             ("id", U),
@@ -244,6 +323,8 @@ pub enum Cell {
     Int(i64),
     /// A JSON document.
     Json(Value),
+    /// A boolean.
+    Bool(bool),
 }
 
 /// The rows of one table, each in [`TableSpec::columns`] order.

@@ -17,22 +17,25 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::Value;
 use serde_json::json;
 use switchboard_domain::{
-    ApiToken, ApiTokenId, AuditAction, AuditEvent, AuthMethod, ClientSource, Connector,
-    ConnectorId, ConnectorName, ConnectorStatus, ConnectorUrl, CredentialKind, CredentialScope,
-    Description, Email, FloorPolicy, Function, FunctionDefinition, FunctionVersion, GrantId,
-    GrantStatus, HttpAllowance, MemberPreference, NewAuditEvent, NewFunctionState, OAuthClientId,
-    OrgId, OrgSettings, OrgSlug, Organization, ReviewState, Role, Session, SyncSummary, Timestamp,
-    Transport, User, UserId, client_seal_context, credential_seal_context, grant_seal_context,
-    pending_seal_context,
+    ApiToken, ApiTokenId, AuditAction, AuditEvent, AuthMethod, ChatEvent, ClientSource, Connector,
+    ConnectorId, ConnectorName, ConnectorStatus, ConnectorUrl, Conversation, ConversationId,
+    CredentialKind, CredentialScope, Description, Email, FloorPolicy, Function, FunctionDefinition,
+    FunctionVersion, GrantId, GrantStatus, HttpAllowance, MemberPreference, NewAuditEvent,
+    NewFunctionState, OAuthClientId, OrgId, OrgSettings, OrgSlug, Organization, ProviderKind,
+    ReviewState, Role, Session, SyncSummary, Timestamp, Transport, TurnId, TurnRecord, TurnStatus,
+    UntrustedContent, User, UserId, chat_model_seal_context, client_seal_context,
+    credential_seal_context, grant_seal_context, pending_seal_context,
 };
 use uuid::Uuid;
 
 use crate::{
-    AuditFilter, Cell, ConnectorPatch, DiscoveredFunction, NewConnector, NewGrant, NewOrganization,
-    NewUser, OAuthGrant, Page, PageRequest, PendingAuthorization, SCHEMA, Snapshot, Store,
-    StoreError, StoreResult, StoredCredential, StoredOAuthClient,
+    AuditFilter, Cell, ConnectorPatch, ConversationPatch, DiscoveredFunction, NewChatEvent,
+    NewConnector, NewGrant, NewOrganization, NewUser, OAuthGrant, Page, PageRequest,
+    PendingAuthorization, SCHEMA, Snapshot, Store, StoreError, StoreResult, StoredChatModel,
+    StoredCredential, StoredOAuthClient, TurnSave,
 };
 
 /// A backend's actual tables, each with its column names, as the backend reports them.
@@ -122,6 +125,25 @@ const CASES: &[(&str, Case)] = cases![
     remove_member_drops_their_oauth_state,
     delete_connector_takes_its_oauth_state,
     reseal_all_covers_oauth_secrets,
+    org_chat_settings_round_trip,
+    chat_model_set_get_and_clear,
+    conversations_are_scoped_to_their_member,
+    conversations_refuse_connectors_of_other_organizations,
+    conversations_list_most_recent_first_and_paginate,
+    update_conversation_applies_the_patch,
+    start_turn_conflicts_while_a_turn_is_open,
+    save_turn_is_compare_and_swap,
+    concurrent_saves_of_one_turn_have_one_winner,
+    chat_events_are_numbered_contiguously,
+    concurrent_appends_number_events_without_gaps,
+    messages_are_appended_only_by_save_turn,
+    claim_stalled_turns_claims_expired_leases_once,
+    concurrent_claims_split_stalled_turns,
+    extend_turn_lease_needs_the_current_version,
+    delete_conversation_cascades,
+    deleting_a_connector_removes_it_from_conversations,
+    remove_member_drops_their_conversations,
+    reseal_all_covers_the_chat_model_key,
 ];
 
 /// Runs every case, each on a fresh store from `open`, and checks that the tables `layout`
@@ -446,6 +468,123 @@ async fn func(s: &dyn Store, org: OrgId, connector: ConnectorId, name: &str) -> 
         .await
         .unwrap()
         .function
+}
+
+/// The organization's model as an admin would set it at `ms`.
+fn chat_model_of(sealed_key: Option<&str>, ms: i64) -> StoredChatModel {
+    StoredChatModel {
+        kind: ProviderKind::Mistral,
+        base_url: "https://api.mistral.ai/v1".to_owned(),
+        model: "mistral-large-latest".to_owned(),
+        sealed_key: sealed_key.map(str::to_owned),
+        updated_at: at(ms),
+    }
+}
+
+/// A conversation of `user` in `org`, created (and last updated) at `ms`.
+fn conversation_of(
+    org: OrgId,
+    user: UserId,
+    title: &str,
+    connectors: &[ConnectorId],
+    ms: i64,
+) -> Conversation {
+    Conversation {
+        id: ConversationId::new(),
+        org_id: org,
+        user_id: user,
+        title: title.to_owned(),
+        connectors: connectors.to_vec(),
+        created_at: at(ms),
+        updated_at: at(ms),
+    }
+}
+
+async fn new_conversation(
+    s: &dyn Store,
+    org: OrgId,
+    user: UserId,
+    title: &str,
+    connectors: &[ConnectorId],
+    ms: i64,
+) -> Conversation {
+    let c = conversation_of(org, user, title, connectors, ms);
+    s.create_conversation(&c).await.unwrap();
+    c
+}
+
+/// A running turn of `c` started at `ms`, without a lease.
+fn turn_of(c: &Conversation, ms: i64) -> TurnRecord {
+    TurnRecord {
+        id: TurnId::new(),
+        conversation_id: c.id,
+        org_id: c.org_id,
+        user_id: c.user_id,
+        status: TurnStatus::Running,
+        state: json!({"step": 0, "started": ms, "text": "ünïcode \"quoted\""}),
+        version: 1,
+        lease_until: None,
+        created_at: at(ms),
+    }
+}
+
+/// Starts `turn_of(c, ms)` with one event and returns it as stored.
+async fn started(s: &dyn Store, c: &Conversation, ms: i64) -> TurnRecord {
+    let t = turn_of(c, ms);
+    s.start_turn(&t, &events_of(&["turn_started"]))
+        .await
+        .unwrap();
+    s.turn(t.id).await.unwrap()
+}
+
+/// Events of the given kinds, each with some data.
+fn events_of(kinds: &[&str]) -> Vec<NewChatEvent> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| NewChatEvent {
+            kind: (*kind).to_owned(),
+            data: json!({"i": i, "kind": kind, "nested": {"list": [1, null, true]}}),
+        })
+        .collect()
+}
+
+fn seqs(events: &[ChatEvent]) -> Vec<i64> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+fn kinds(events: &[ChatEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+/// A save of `turn` from `version` at `ms` that keeps it running without a lease and appends
+/// nothing; cases override fields with struct update syntax.
+fn save_of<'a>(turn: &TurnRecord, version: i64, state: &'a Value, ms: i64) -> TurnSave<'a> {
+    TurnSave {
+        id: turn.id,
+        version,
+        status: TurnStatus::Running,
+        state,
+        lease_until: None,
+        events: &[],
+        messages: &[],
+        now: at(ms),
+    }
+}
+
+/// The rows of the chat tables (and the conversations'), for "nothing was written" checks.
+async fn chat_rows(s: &dyn Store) -> Vec<Vec<Vec<Cell>>> {
+    let snapshot = s.export().await.unwrap();
+    [
+        "conversations",
+        "conversation_connectors",
+        "chat_turns",
+        "chat_messages",
+        "chat_events",
+    ]
+    .iter()
+    .map(|t| rows_of(&snapshot, t).to_vec())
+    .collect()
 }
 
 fn first(limit: u32) -> PageRequest {
@@ -990,6 +1129,7 @@ async fn organizations_create_read_update(cx: Cx) {
     assert_eq!(renamed.settings, OrgSettings::default());
     let allowed = OrgSettings {
         new_functions: NewFunctionState::Allowed,
+        ..OrgSettings::default()
     };
     let changed = s
         .update_organization(acme.id, None, Some(&allowed), &updated)
@@ -2912,6 +3052,48 @@ async fn populate(s: &dyn Store) -> (Organization, User, Connector) {
     )
     .await
     .unwrap();
+    // Chat: settings unlike the defaults, a model with a key, and a conversation with a
+    // connector, an ended turn (history) and an open one holding a lease.
+    let settings = OrgSettings {
+        untrusted_content: UntrustedContent::Standard,
+        sampling: true,
+        ..OrgSettings::default()
+    };
+    s.update_organization(acme.id, None, Some(&settings), &ev(AuditAction::OrgUpdated))
+        .await
+        .unwrap();
+    s.set_chat_model(
+        acme.id,
+        Some(&chat_model_of(Some("sealed-key"), 67)),
+        &ev(AuditAction::ChatModelChanged).org(acme.id),
+    )
+    .await
+    .unwrap();
+    let talk = new_conversation(s, acme.id, ada.id, "Talk", &[docs.id], 70).await;
+    let ended = turn_of(&talk, 71);
+    s.start_turn(&ended, &events_of(&["turn_started"]))
+        .await
+        .unwrap();
+    let state = json!({"done": true, "n": 1.5});
+    let messages = [
+        json!({"role": "user", "content": "hi"}),
+        json!({"role": "assistant", "content": "hello, ünïcode", "tool_calls": []}),
+    ];
+    let done = events_of(&["done"]);
+    s.save_turn(&TurnSave {
+        status: TurnStatus::Done,
+        events: &done,
+        messages: &messages,
+        ..save_of(&ended, 1, &state, 72)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let mut open = turn_of(&talk, 73);
+    open.lease_until = Some(at(90_000));
+    s.start_turn(&open, &events_of(&["turn_started", "text_delta"]))
+        .await
+        .unwrap();
     (acme, ada, docs)
 }
 
@@ -2936,6 +3118,7 @@ async fn export_import_round_trip(cx: Cx) {
                         | (Cell::Text(_), crate::ColumnType::Text)
                         | (Cell::Int(_), crate::ColumnType::Int)
                         | (Cell::Json(_), crate::ColumnType::Json)
+                        | (Cell::Bool(_), crate::ColumnType::Bool)
                 );
                 assert!(fits, "{}.{column}: {cell:?} is not {ty:?}", table.name);
             }
@@ -2981,6 +3164,43 @@ async fn export_import_round_trip(cx: Cx) {
                 .unwrap()
         );
     }
+    // The chat rows read back alike, and numbering goes on where the original left off.
+    let talks = a
+        .list_conversations(acme.id, ada.id, first(10))
+        .await
+        .unwrap();
+    assert_eq!(talks.items.len(), 1);
+    assert_eq!(
+        b.list_conversations(acme.id, ada.id, first(10))
+            .await
+            .unwrap(),
+        talks
+    );
+    let talk = &talks.items[0];
+    assert_eq!(
+        b.chat_messages(talk.id).await.unwrap(),
+        a.chat_messages(talk.id).await.unwrap()
+    );
+    assert_eq!(
+        b.chat_events(talk.id, 0, 100).await.unwrap(),
+        a.chat_events(talk.id, 0, 100).await.unwrap()
+    );
+    let open = b.open_turn(talk.id).await.unwrap().unwrap();
+    assert_eq!(Some(&open), a.open_turn(talk.id).await.unwrap().as_ref());
+    assert_eq!(
+        b.chat_model(acme.id).await.unwrap(),
+        a.chat_model(acme.id).await.unwrap()
+    );
+    assert_eq!(
+        b.organization(acme.id).await.unwrap(),
+        a.organization(acme.id).await.unwrap()
+    );
+    let more = b
+        .append_chat_events(talk.id, open.id, &events_of(&["text_delta"]))
+        .await
+        .unwrap();
+    assert_eq!(seqs(&more), [5]);
+
     let state = "state-hash-populate";
     let taken = b.take_pending_authorization(state, at(1)).await.unwrap();
     assert!(taken.is_some());
@@ -4225,5 +4445,1220 @@ async fn reseal_all_covers_oauth_secrets(cx: Cx) {
             "sealed-verifier-p",
             pending_seal_context(&pending.state_hash)
         )
+    );
+}
+
+// ---- chat ---------------------------------------------------------------------------------
+
+async fn org_chat_settings_round_trip(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    // Organizations start with the defaults: strict about untrusted content, no sampling.
+    assert_eq!(acme.settings.untrusted_content, UntrustedContent::Strict);
+    assert!(!acme.settings.sampling);
+    assert_eq!(
+        s.organization(acme.id).await.unwrap().settings,
+        OrgSettings::default()
+    );
+
+    let open = OrgSettings {
+        new_functions: NewFunctionState::Allowed,
+        untrusted_content: UntrustedContent::Standard,
+        sampling: true,
+    };
+    let mut new = new_org("globex");
+    new.settings = open.clone();
+    let globex = s
+        .create_organization(&new, ada.id, &ev(AuditAction::OrgCreated))
+        .await
+        .unwrap();
+    assert_eq!(globex.settings, open);
+    assert_eq!(s.organization(globex.id).await.unwrap().settings, open);
+    let mine = s.organizations_of(ada.id).await.unwrap();
+    assert_eq!(
+        mine.iter()
+            .map(|(o, _)| o.settings.clone())
+            .collect::<Vec<_>>(),
+        [OrgSettings::default(), open.clone()]
+    );
+
+    // Each setting changes on its own, and a rename keeps them.
+    let updated = ev(AuditAction::OrgUpdated);
+    let sampling_only = OrgSettings {
+        sampling: true,
+        ..OrgSettings::default()
+    };
+    let changed = s
+        .update_organization(acme.id, None, Some(&sampling_only), &updated)
+        .await
+        .unwrap();
+    assert_eq!(changed.settings, sampling_only);
+    let renamed = s
+        .update_organization(acme.id, Some("Acme Labs"), None, &updated)
+        .await
+        .unwrap();
+    assert_eq!(renamed.settings, sampling_only);
+    let back = s
+        .update_organization(globex.id, None, Some(&OrgSettings::default()), &updated)
+        .await
+        .unwrap();
+    assert_eq!(back.settings, OrgSettings::default());
+    assert_eq!(s.organization(globex.id).await.unwrap(), back);
+    assert_eq!(s.organization(acme.id).await.unwrap(), renamed);
+}
+
+async fn chat_model_set_get_and_clear(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let globex = org(s, "globex", ada.id).await;
+    assert_eq!(s.chat_model(acme.id).await.unwrap(), None);
+    let before = audit_count(s).await;
+    let changed = |org: OrgId| ev(AuditAction::ChatModelChanged).org(org);
+
+    let keyed = chat_model_of(Some("sealed-key"), 10);
+    s.set_chat_model(acme.id, Some(&keyed), &changed(acme.id))
+        .await
+        .unwrap();
+    assert_eq!(s.chat_model(acme.id).await.unwrap(), Some(keyed.clone()));
+    assert_eq!(s.chat_model(globex.id).await.unwrap(), None);
+
+    // Setting again replaces the whole row, key included.
+    let local = StoredChatModel {
+        kind: ProviderKind::OpenAi,
+        base_url: "http://localhost:11434/v1".to_owned(),
+        model: "llama3.2".to_owned(),
+        sealed_key: None,
+        updated_at: at(20),
+    };
+    s.set_chat_model(acme.id, Some(&local), &changed(acme.id))
+        .await
+        .unwrap();
+    assert_eq!(s.chat_model(acme.id).await.unwrap(), Some(local.clone()));
+    s.set_chat_model(globex.id, Some(&keyed), &changed(globex.id))
+        .await
+        .unwrap();
+
+    s.set_chat_model(acme.id, None, &changed(acme.id))
+        .await
+        .unwrap();
+    assert_eq!(s.chat_model(acme.id).await.unwrap(), None);
+    assert_eq!(s.chat_model(globex.id).await.unwrap(), Some(keyed.clone()));
+    // Clearing what is not set is not an error.
+    s.set_chat_model(acme.id, None, &changed(acme.id))
+        .await
+        .unwrap();
+    assert_eq!(audit_count(s).await, before + 5);
+    assert_eq!(
+        log(s, acme.id)
+            .await
+            .iter()
+            .filter(|e| e.action == AuditAction::ChatModelChanged)
+            .count(),
+        4
+    );
+
+    let ghost = OrgId::new();
+    not_found(
+        s.set_chat_model(ghost, Some(&keyed), &changed(ghost)).await,
+        "organization",
+    );
+    assert_eq!(audit_count(s).await, before + 5);
+}
+
+async fn conversations_are_scoped_to_their_member(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Admin).await;
+    let globex = org(s, "globex", ada.id).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let talk = new_conversation(s, acme.id, ada.id, "Ada's talk", &[docs.id], 10).await;
+    assert_eq!(
+        s.conversation(acme.id, ada.id, talk.id).await.unwrap(),
+        talk
+    );
+
+    // Another member (even an admin), the same member in another organization, and a
+    // stranger all see nothing.
+    let stranger = UserId::new();
+    for (o, u) in [
+        (acme.id, bob.id),
+        (globex.id, ada.id),
+        (acme.id, stranger),
+        (OrgId::new(), ada.id),
+    ] {
+        not_found(s.conversation(o, u, talk.id).await, "conversation");
+        let patch = ConversationPatch {
+            title: Some("taken over".into()),
+            ..ConversationPatch::default()
+        };
+        not_found(
+            s.update_conversation(o, u, talk.id, &patch).await,
+            "conversation",
+        );
+        not_found(s.delete_conversation(o, u, talk.id).await, "conversation");
+        let page = s.list_conversations(o, u, first(10)).await.unwrap();
+        assert!(page.items.is_empty());
+        // Nor may a turn be started in it on someone else's behalf.
+        let mut t = turn_of(&talk, 20);
+        t.org_id = o;
+        t.user_id = u;
+        not_found(s.start_turn(&t, &[]).await, "conversation");
+    }
+    assert_eq!(
+        s.conversation(acme.id, ada.id, talk.id).await.unwrap(),
+        talk
+    );
+    assert_eq!(s.open_turn(talk.id).await.unwrap(), None);
+
+    // Only members have conversations, and ids are unique.
+    let before = chat_rows(s).await;
+    not_found(
+        s.create_conversation(&conversation_of(acme.id, stranger, "x", &[], 30))
+            .await,
+        "member",
+    );
+    not_found(
+        s.create_conversation(&conversation_of(globex.id, bob.id, "x", &[], 30))
+            .await,
+        "member",
+    );
+    let mut dup = conversation_of(acme.id, bob.id, "dup", &[], 30);
+    dup.id = talk.id;
+    conflict(s.create_conversation(&dup).await, "id");
+    assert_eq!(chat_rows(s).await, before);
+
+    // Bob's own conversation is his alone.
+    let bobs = new_conversation(s, acme.id, bob.id, "Bob's", &[], 40).await;
+    assert_eq!(
+        s.list_conversations(acme.id, bob.id, first(10))
+            .await
+            .unwrap()
+            .items,
+        std::slice::from_ref(&bobs)
+    );
+    assert_eq!(
+        s.list_conversations(acme.id, ada.id, first(10))
+            .await
+            .unwrap()
+            .items,
+        [talk]
+    );
+    not_found(
+        s.conversation(acme.id, ada.id, bobs.id).await,
+        "conversation",
+    );
+}
+
+async fn conversations_refuse_connectors_of_other_organizations(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let globex = org(s, "globex", ada.id).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let wiki = connector(s, acme.id, "Wiki").await;
+    let foreign = connector(s, globex.id, "Foreign").await;
+
+    let before = chat_rows(s).await;
+    for connectors in [
+        vec![foreign.id],
+        vec![docs.id, foreign.id],
+        vec![ConnectorId::new()],
+    ] {
+        not_found(
+            s.create_conversation(&conversation_of(acme.id, ada.id, "x", &connectors, 10))
+                .await,
+            "connector",
+        );
+    }
+    assert_eq!(
+        chat_rows(s).await,
+        before,
+        "a refused create writes nothing"
+    );
+
+    // The list keeps its order; a connector named twice is kept at its first place.
+    let mut talk = conversation_of(acme.id, ada.id, "Talk", &[wiki.id, docs.id, wiki.id], 10);
+    s.create_conversation(&talk).await.unwrap();
+    talk.connectors = vec![wiki.id, docs.id];
+    assert_eq!(
+        s.conversation(acme.id, ada.id, talk.id).await.unwrap(),
+        talk
+    );
+
+    let before = chat_rows(s).await;
+    let patch = ConversationPatch {
+        title: Some("Renamed".into()),
+        connectors: Some(vec![docs.id, foreign.id]),
+        now: Some(at(20)),
+    };
+    not_found(
+        s.update_conversation(acme.id, ada.id, talk.id, &patch)
+            .await,
+        "connector",
+    );
+    assert_eq!(
+        chat_rows(s).await,
+        before,
+        "a refused update writes nothing"
+    );
+    assert_eq!(
+        s.conversation(acme.id, ada.id, talk.id).await.unwrap(),
+        talk
+    );
+}
+
+async fn conversations_list_most_recent_first_and_paginate(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    // Times with ties, created out of order.
+    let mut all = Vec::new();
+    for (i, ms) in [30, 10, 50, 30, 20, 50, 40].into_iter().enumerate() {
+        all.push(new_conversation(s, acme.id, ada.id, &format!("talk {i}"), &[], ms).await);
+    }
+    new_conversation(s, acme.id, bob.id, "bob's", &[], 100).await;
+    let expected = |all: &[Conversation]| {
+        let mut sorted = all.to_vec();
+        sorted.sort_by_key(|c| std::cmp::Reverse((c.updated_at, c.id.0)));
+        sorted
+    };
+    for limit in [1, 2, 3, 7, 50] {
+        let listed = all_pages(
+            limit,
+            |page| s.list_conversations(acme.id, ada.id, page),
+            |c| c.id.0,
+        )
+        .await;
+        assert_eq!(listed, expected(&all), "limit {limit}");
+    }
+
+    // Starting a turn moves a conversation to the front.
+    let oldest = all.iter().find(|c| c.updated_at == at(10)).unwrap().id;
+    let t = turn_of(all.iter().find(|c| c.id == oldest).unwrap(), 60);
+    s.start_turn(&t, &[]).await.unwrap();
+    let page = s
+        .list_conversations(acme.id, ada.id, first(2))
+        .await
+        .unwrap();
+    assert_eq!(page.items[0].id, oldest);
+    assert_eq!(page.items[0].updated_at, at(60));
+    let moved = all.iter_mut().find(|c| c.id == oldest).unwrap();
+    moved.updated_at = at(60);
+    let listed = all_pages(
+        3,
+        |page| s.list_conversations(acme.id, ada.id, page),
+        |c| c.id.0,
+    )
+    .await;
+    assert_eq!(listed, expected(&all));
+
+    // A cursor that is not one of this member's conversations gives an empty page.
+    let bobs = s
+        .list_conversations(acme.id, bob.id, first(1))
+        .await
+        .unwrap()
+        .items[0]
+        .id;
+    for after in [bobs.0, Uuid::now_v7()] {
+        let page = s
+            .list_conversations(
+                acme.id,
+                ada.id,
+                PageRequest {
+                    after: Some(after),
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            page,
+            Page {
+                items: vec![],
+                next: None
+            }
+        );
+    }
+}
+
+async fn update_conversation_applies_the_patch(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let wiki = connector(s, acme.id, "Wiki").await;
+    let mut talk = new_conversation(s, acme.id, ada.id, "Talk", &[docs.id], 10).await;
+
+    // An empty patch changes nothing.
+    let same = s
+        .update_conversation(acme.id, ada.id, talk.id, &ConversationPatch::default())
+        .await
+        .unwrap();
+    assert_eq!(same, talk);
+
+    let renamed = s
+        .update_conversation(
+            acme.id,
+            ada.id,
+            talk.id,
+            &ConversationPatch {
+                title: Some("Renamed".into()),
+                now: Some(at(20)),
+                ..ConversationPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    talk.title = "Renamed".into();
+    talk.updated_at = at(20);
+    assert_eq!(renamed, talk);
+
+    let relinked = s
+        .update_conversation(
+            acme.id,
+            ada.id,
+            talk.id,
+            &ConversationPatch {
+                connectors: Some(vec![wiki.id, docs.id]),
+                // A time before the last update does not move it back.
+                now: Some(at(15)),
+                ..ConversationPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    talk.connectors = vec![wiki.id, docs.id];
+    assert_eq!(relinked, talk);
+
+    let emptied = s
+        .update_conversation(
+            acme.id,
+            ada.id,
+            talk.id,
+            &ConversationPatch {
+                connectors: Some(vec![]),
+                ..ConversationPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    talk.connectors = vec![];
+    assert_eq!(emptied, talk);
+    assert_eq!(
+        s.conversation(acme.id, ada.id, talk.id).await.unwrap(),
+        talk
+    );
+    not_found(
+        s.update_conversation(
+            acme.id,
+            ada.id,
+            ConversationId::new(),
+            &ConversationPatch::default(),
+        )
+        .await,
+        "conversation",
+    );
+}
+
+async fn start_turn_conflicts_while_a_turn_is_open(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let talk = new_conversation(s, acme.id, ada.id, "Talk", &[], 10).await;
+    let other = new_conversation(s, acme.id, ada.id, "Other", &[], 10).await;
+    assert_eq!(s.open_turn(talk.id).await.unwrap(), None);
+    not_found(s.turn(TurnId::new()).await, "turn");
+
+    // The turn is stored as given, at version 1 whatever the caller said.
+    let mut first_turn = turn_of(&talk, 20);
+    first_turn.version = 7;
+    first_turn.lease_until = Some(at(1_000));
+    let stored = s
+        .start_turn(&first_turn, &events_of(&["turn_started"]))
+        .await
+        .unwrap();
+    assert_eq!(seqs(&stored), [1]);
+    first_turn.version = 1;
+    assert_eq!(s.turn(first_turn.id).await.unwrap(), first_turn);
+    assert_eq!(
+        s.open_turn(talk.id).await.unwrap(),
+        Some(first_turn.clone())
+    );
+    assert_eq!(
+        s.conversation(acme.id, ada.id, talk.id)
+            .await
+            .unwrap()
+            .updated_at,
+        at(20)
+    );
+
+    // While it runs, and while it waits, no second turn starts; nothing is written.
+    let before = chat_rows(s).await;
+    let second = turn_of(&talk, 30);
+    conflict(s.start_turn(&second, &events_of(&["x"])).await, "turn");
+    let state = json!({"waiting": "approval"});
+    s.save_turn(&TurnSave {
+        status: TurnStatus::Waiting,
+        ..save_of(&first_turn, 1, &state, 31)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    conflict(s.start_turn(&second, &[]).await, "turn");
+    assert_eq!(
+        s.open_turn(talk.id).await.unwrap().map(|t| t.status),
+        Some(TurnStatus::Waiting)
+    );
+    not_found(s.turn(second.id).await, "turn");
+    let after = chat_rows(s).await;
+    assert_eq!(before[3..], after[3..], "no message or event was written");
+
+    // Another conversation is not held up, and a taken id is a conflict too.
+    let mut elsewhere = turn_of(&other, 32);
+    elsewhere.id = first_turn.id;
+    conflict(s.start_turn(&elsewhere, &[]).await, "turn");
+    elsewhere.id = TurnId::new();
+    s.start_turn(&elsewhere, &[]).await.unwrap();
+
+    // Once the turn ends, the next one may start.
+    let state = json!({"done": true});
+    s.save_turn(&TurnSave {
+        status: TurnStatus::Cancelled,
+        ..save_of(&first_turn, 2, &state, 33)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(s.open_turn(talk.id).await.unwrap(), None);
+    s.start_turn(&second, &[]).await.unwrap();
+    assert_eq!(s.open_turn(talk.id).await.unwrap().unwrap().id, second.id);
+    assert_eq!(
+        s.turn(first_turn.id).await.unwrap().status,
+        TurnStatus::Cancelled
+    );
+}
+
+async fn save_turn_is_compare_and_swap(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let talk = new_conversation(s, acme.id, ada.id, "Talk", &[], 10).await;
+    let t = started(s, &talk, 20).await;
+    assert_eq!(t.version, 1);
+
+    let state = json!({"step": 1, "pending": ["call-1"]});
+    let progress = events_of(&["tool_call"]);
+    let saved = s
+        .save_turn(&TurnSave {
+            lease_until: Some(at(5_000)),
+            events: &progress,
+            ..save_of(&t, 1, &state, 30)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seqs(&saved), [2]);
+    assert_eq!(saved[0].turn_id, t.id);
+    assert_eq!(saved[0].data, progress[0].data);
+    assert_eq!(saved[0].created_at, at(30));
+    let now = s.turn(t.id).await.unwrap();
+    assert_eq!(
+        now,
+        TurnRecord {
+            state: state.clone(),
+            version: 2,
+            lease_until: Some(at(5_000)),
+            ..t.clone()
+        }
+    );
+    assert_eq!(
+        s.conversation(acme.id, ada.id, talk.id)
+            .await
+            .unwrap()
+            .updated_at,
+        at(30)
+    );
+
+    // A save from the old version loses and writes nothing at all.
+    let before = s.export().await.unwrap();
+    let stale_state = json!({"stale": true});
+    let stale_events = events_of(&["stale"]);
+    let stale_messages = [json!({"role": "assistant", "content": "stale"})];
+    let lost = s
+        .save_turn(&TurnSave {
+            status: TurnStatus::Done,
+            events: &stale_events,
+            messages: &stale_messages,
+            ..save_of(&t, 1, &stale_state, 40)
+        })
+        .await
+        .unwrap();
+    assert_eq!(lost, None);
+    assert_eq!(s.export().await.unwrap(), before);
+    assert_eq!(s.turn(t.id).await.unwrap(), now);
+
+    // The current version wins, and the numbering goes on without a gap.
+    let done = json!({"done": true});
+    let end = events_of(&["done"]);
+    let saved = s
+        .save_turn(&TurnSave {
+            status: TurnStatus::Done,
+            events: &end,
+            ..save_of(&t, 2, &done, 50)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seqs(&saved), [3]);
+    let ended = s.turn(t.id).await.unwrap();
+    assert_eq!(
+        (ended.status, ended.version, ended.lease_until),
+        (TurnStatus::Done, 3, None)
+    );
+
+    let ghost = TurnRecord {
+        id: TurnId::new(),
+        ..t.clone()
+    };
+    not_found(s.save_turn(&save_of(&ghost, 1, &done, 60)).await, "turn");
+}
+
+async fn concurrent_saves_of_one_turn_have_one_winner(cx: Cx) {
+    let s = cx.store.clone();
+    let (acme, ada) = world(&*s).await;
+    let talk = new_conversation(&*s, acme.id, ada.id, "Talk", &[], 10).await;
+    let t = started(&*s, &talk, 20).await;
+    for round in 0..4i64 {
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let s = s.clone();
+                let t = t.clone();
+                tokio::spawn(async move {
+                    let state = json!({"round": round, "writer": i});
+                    let events = events_of(&["step", "step"]);
+                    let messages = [json!({"writer": i})];
+                    s.save_turn(&TurnSave {
+                        events: &events,
+                        messages: &messages,
+                        ..save_of(&t, round + 1, &state, 30 + round)
+                    })
+                    .await
+                    .map(|saved| saved.map(|events| (i, events)))
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            if let Some(won) = task.await.unwrap().unwrap() {
+                winners.push(won);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}");
+        let (writer, events) = &winners[0];
+        assert_eq!(seqs(events), [2 + 2 * round, 3 + 2 * round]);
+        let now = s.turn(t.id).await.unwrap();
+        assert_eq!(now.version, round + 2);
+        assert_eq!(now.state, json!({"round": round, "writer": writer}));
+    }
+    let events = s.chat_events(talk.id, 0, 100).await.unwrap();
+    assert_eq!(seqs(&events), (1..=9).collect::<Vec<_>>());
+    let messages = s.chat_messages(talk.id).await.unwrap();
+    assert_eq!(
+        messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+}
+
+async fn chat_events_are_numbered_contiguously(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let talk = new_conversation(s, acme.id, ada.id, "Talk", &[], 10).await;
+    let other = new_conversation(s, acme.id, ada.id, "Other", &[], 10).await;
+    assert!(s.chat_events(talk.id, 0, 100).await.unwrap().is_empty());
+
+    let t = turn_of(&talk, 20);
+    let opening = events_of(&["turn_started", "text_delta"]);
+    let stored = s.start_turn(&t, &opening).await.unwrap();
+    assert_eq!(seqs(&stored), [1, 2]);
+    assert_eq!(kinds(&stored), ["turn_started", "text_delta"]);
+    assert!(
+        stored
+            .iter()
+            .all(|e| e.turn_id == t.id && e.created_at == at(20))
+    );
+
+    let streamed = s
+        .append_chat_events(
+            talk.id,
+            t.id,
+            &events_of(&["text_delta", "text_delta", "progress"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seqs(&streamed), [3, 4, 5]);
+    assert_eq!(
+        s.append_chat_events(talk.id, t.id, &[]).await.unwrap(),
+        vec![]
+    );
+    let state = json!({"step": 1});
+    let saved = s
+        .save_turn(&TurnSave {
+            events: &events_of(&["tool_call", "approval_needed"]),
+            ..save_of(&t, 1, &state, 30)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seqs(&saved), [6, 7]);
+    // A save without events takes no number.
+    let saved = s
+        .save_turn(&save_of(&t, 2, &state, 31))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(saved.is_empty());
+    let more = s
+        .append_chat_events(talk.id, t.id, &events_of(&["text_delta"]))
+        .await
+        .unwrap();
+    assert_eq!(seqs(&more), [8]);
+
+    // Read back in order, whole or from a point, at most `limit`.
+    let all = s.chat_events(talk.id, 0, 100).await.unwrap();
+    assert_eq!(seqs(&all), (1..=8).collect::<Vec<_>>());
+    assert_eq!(
+        kinds(&all),
+        [
+            "turn_started",
+            "text_delta",
+            "text_delta",
+            "text_delta",
+            "progress",
+            "tool_call",
+            "approval_needed",
+            "text_delta"
+        ]
+    );
+    assert_eq!(all[..2], stored[..]);
+    assert_eq!(all[2..5], streamed[..]);
+    assert_eq!(all[2].data, events_of(&["text_delta"])[0].data);
+    assert_eq!(seqs(&s.chat_events(talk.id, 3, 2).await.unwrap()), [4, 5]);
+    assert_eq!(seqs(&s.chat_events(talk.id, 6, 100).await.unwrap()), [7, 8]);
+    assert!(s.chat_events(talk.id, 8, 100).await.unwrap().is_empty());
+    assert!(s.chat_events(talk.id, 0, 0).await.unwrap().is_empty());
+
+    // Each conversation counts on its own.
+    let u = turn_of(&other, 40);
+    let first_other = s
+        .start_turn(&u, &events_of(&["turn_started"]))
+        .await
+        .unwrap();
+    assert_eq!(seqs(&first_other), [1]);
+    assert!(s.chat_events(other.id, 1, 10).await.unwrap().is_empty());
+
+    // Events go only to a turn of the conversation they name.
+    let before = chat_rows(s).await;
+    not_found(
+        s.append_chat_events(other.id, t.id, &events_of(&["x"]))
+            .await,
+        "turn",
+    );
+    not_found(
+        s.append_chat_events(talk.id, TurnId::new(), &events_of(&["x"]))
+            .await,
+        "turn",
+    );
+    assert_eq!(chat_rows(s).await, before);
+}
+
+async fn concurrent_appends_number_events_without_gaps(cx: Cx) {
+    let s = cx.store.clone();
+    let (acme, ada) = world(&*s).await;
+    let talk = new_conversation(&*s, acme.id, ada.id, "Talk", &[], 10).await;
+    let t = started(&*s, &talk, 20).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let kind = format!("delta-{i}");
+                s.append_chat_events(talk.id, t.id, &events_of(&[&kind, &kind, &kind]))
+                    .await
+            })
+        })
+        .collect();
+    let mut given = Vec::new();
+    for task in tasks {
+        let stored = task.await.unwrap().unwrap();
+        // One append's events are numbered together, one after the other.
+        assert_eq!(stored.len(), 3);
+        assert_eq!(stored[1].seq, stored[0].seq + 1);
+        assert_eq!(stored[2].seq, stored[0].seq + 2);
+        given.extend(seqs(&stored));
+    }
+    given.sort();
+    assert_eq!(given, (2..=49).collect::<Vec<_>>());
+    let all = s.chat_events(talk.id, 0, 1000).await.unwrap();
+    assert_eq!(seqs(&all), (1..=49).collect::<Vec<_>>());
+}
+
+async fn messages_are_appended_only_by_save_turn(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let talk = new_conversation(s, acme.id, ada.id, "Talk", &[], 10).await;
+    let t = started(s, &talk, 20).await;
+    s.append_chat_events(talk.id, t.id, &events_of(&["text_delta"]))
+        .await
+        .unwrap();
+    let state = json!({"step": 1});
+    s.save_turn(&TurnSave {
+        events: &events_of(&["tool_call"]),
+        ..save_of(&t, 1, &state, 30)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(s.chat_messages(talk.id).await.unwrap().is_empty());
+
+    let history = [
+        json!({"role": "user", "content": "What is in the docs?"}),
+        json!({"role": "assistant", "tool_calls": [{"id": "call-1", "name": "search"}]}),
+        json!({"role": "tool", "tool_call_id": "call-1", "content": "ünïcode \"quoted\""}),
+        json!({"role": "assistant", "content": "Here is what I found."}),
+    ];
+    let done = json!({"done": true});
+    s.save_turn(&TurnSave {
+        status: TurnStatus::Done,
+        messages: &history,
+        ..save_of(&t, 2, &done, 40)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stored = s.chat_messages(talk.id).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(
+        stored.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
+        history
+    );
+    assert!(
+        stored
+            .iter()
+            .all(|m| m.turn_id == t.id && m.created_at == at(40))
+    );
+
+    // The next turn's history follows on; a stale save adds none.
+    let next = started(s, &talk, 50).await;
+    let stale = [json!({"stale": true})];
+    assert_eq!(
+        s.save_turn(&TurnSave {
+            status: TurnStatus::Done,
+            messages: &stale,
+            ..save_of(&next, 2, &done, 60)
+        })
+        .await
+        .unwrap(),
+        None
+    );
+    let reply = [
+        json!({"role": "user", "content": "Thanks"}),
+        json!({"role": "assistant", "content": "You're welcome"}),
+    ];
+    s.save_turn(&TurnSave {
+        status: TurnStatus::Failed,
+        messages: &reply,
+        ..save_of(&next, 1, &done, 60)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stored = s.chat_messages(talk.id).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(stored[4].turn_id, next.id);
+    assert_eq!(stored[5].body, reply[1]);
+    // Another conversation has its own, empty, history.
+    let other = new_conversation(s, acme.id, ada.id, "Other", &[], 70).await;
+    assert!(s.chat_messages(other.id).await.unwrap().is_empty());
+}
+
+async fn claim_stalled_turns_claims_expired_leases_once(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let turn_with = async |lease: Option<i64>, status: TurnStatus| {
+        let c = new_conversation(s, acme.id, ada.id, "t", &[], 1).await;
+        let mut t = turn_of(&c, 2);
+        t.lease_until = lease.map(at);
+        s.start_turn(&t, &[]).await.unwrap();
+        if status != TurnStatus::Running {
+            let state = json!({"status": status.as_str()});
+            s.save_turn(&TurnSave {
+                status,
+                lease_until: t.lease_until,
+                ..save_of(&t, 1, &state, 3)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        }
+        s.turn(t.id).await.unwrap()
+    };
+    let never = turn_with(None, TurnStatus::Running).await;
+    let expired = turn_with(Some(100), TurnStatus::Running).await;
+    let just_now = turn_with(Some(200), TurnStatus::Running).await;
+    let held = turn_with(Some(300), TurnStatus::Running).await;
+    let waiting = turn_with(None, TurnStatus::Waiting).await;
+    let waiting_expired = turn_with(Some(100), TurnStatus::Waiting).await;
+    let ended = turn_with(Some(100), TurnStatus::Done).await;
+
+    // At 200, the turn without a lease and the one whose lease ended before 200 are stalled;
+    // a lease that ends exactly now still holds, and waiting or ended turns are never taken.
+    let claimed = s.claim_stalled_turns(at(200), at(1_000), 10).await.unwrap();
+    let mut expected: Vec<TurnRecord> = [&never, &expired]
+        .into_iter()
+        .map(|t| TurnRecord {
+            version: t.version + 1,
+            lease_until: Some(at(1_000)),
+            ..t.clone()
+        })
+        .collect();
+    expected.sort_by_key(|t| t.id.0);
+    assert_eq!(claimed, expected);
+    for t in &expected {
+        assert_eq!(&s.turn(t.id).await.unwrap(), t);
+    }
+    // Claimed once: until their new lease runs out, nobody claims them again.
+    assert!(
+        s.claim_stalled_turns(at(200), at(1_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The process that drove them before lost them: its saves no longer match.
+    let state = json!({});
+    assert_eq!(
+        s.save_turn(&save_of(&never, 1, &state, 202)).await.unwrap(),
+        None
+    );
+    for t in [&just_now, &held, &waiting, &waiting_expired, &ended] {
+        assert_eq!(&s.turn(t.id).await.unwrap(), t);
+    }
+
+    // Later, more leases have run out; `limit` caps how many one call takes.
+    let first_batch = s.claim_stalled_turns(at(400), at(2_000), 1).await.unwrap();
+    assert_eq!(first_batch.len(), 1);
+    let second_batch = s.claim_stalled_turns(at(400), at(2_000), 10).await.unwrap();
+    let mut ids: Vec<TurnId> = first_batch
+        .iter()
+        .chain(&second_batch)
+        .map(|t| t.id)
+        .collect();
+    ids.sort_by_key(|id| id.0);
+    let mut expected = vec![just_now.id, held.id];
+    expected.sort_by_key(|id| id.0);
+    assert_eq!(ids, expected);
+    assert!(
+        s.claim_stalled_turns(at(400), at(2_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.claim_stalled_turns(at(5_000), at(6_000), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn concurrent_claims_split_stalled_turns(cx: Cx) {
+    let s = cx.store.clone();
+    let (acme, ada) = world(&*s).await;
+    let mut stalled = Vec::new();
+    for i in 0..20 {
+        let c = new_conversation(&*s, acme.id, ada.id, "t", &[], i).await;
+        let mut t = turn_of(&c, i);
+        t.lease_until = (i % 2 == 0).then(|| at(i));
+        s.start_turn(&t, &[]).await.unwrap();
+        stalled.push(t.id);
+    }
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_stalled_turns(at(100), at(10_000), 4).await })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in tasks {
+        let batch = task.await.unwrap().unwrap();
+        assert!(batch.len() <= 4);
+        claimed.extend(batch.into_iter().map(|t| {
+            assert_eq!((t.version, t.lease_until), (2, Some(at(10_000))));
+            t.id
+        }));
+    }
+    // Whatever a claimer skipped is still there for the next call; no turn went twice.
+    let rest = s
+        .claim_stalled_turns(at(100), at(10_000), 100)
+        .await
+        .unwrap();
+    claimed.extend(rest.into_iter().map(|t| t.id));
+    let unique: BTreeSet<Uuid> = claimed.iter().map(|id| id.0).collect();
+    assert_eq!(unique.len(), claimed.len(), "a turn was claimed twice");
+    assert_eq!(unique, stalled.iter().map(|id| id.0).collect());
+}
+
+async fn extend_turn_lease_needs_the_current_version(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let talk = new_conversation(s, acme.id, ada.id, "Talk", &[], 10).await;
+    let t = started(s, &talk, 20).await;
+    assert!(s.extend_turn_lease(t.id, 1, at(500)).await.unwrap());
+    let extended = s.turn(t.id).await.unwrap();
+    assert_eq!(
+        extended,
+        TurnRecord {
+            lease_until: Some(at(500)),
+            ..t.clone()
+        },
+        "the version stays"
+    );
+    // The lease is not claimable while it lasts, and an extension keeps it that way.
+    assert!(
+        s.claim_stalled_turns(at(400), at(900), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.extend_turn_lease(t.id, 1, at(800)).await.unwrap());
+    assert!(
+        s.claim_stalled_turns(at(600), at(900), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // After a save (or a claim) the old version no longer holds it.
+    let state = json!({"step": 1});
+    s.save_turn(&TurnSave {
+        lease_until: Some(at(700)),
+        ..save_of(&t, 1, &state, 30)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!s.extend_turn_lease(t.id, 1, at(5_000)).await.unwrap());
+    assert_eq!(s.turn(t.id).await.unwrap().lease_until, Some(at(700)));
+    assert!(s.extend_turn_lease(t.id, 2, at(5_000)).await.unwrap());
+    assert_eq!(s.turn(t.id).await.unwrap().lease_until, Some(at(5_000)));
+    assert!(
+        !s.extend_turn_lease(TurnId::new(), 1, at(5_000))
+            .await
+            .unwrap()
+    );
+}
+
+async fn delete_conversation_cascades(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let fill = async |title: &str| {
+        let c = new_conversation(s, acme.id, ada.id, title, &[docs.id], 10).await;
+        let ended = started(s, &c, 20).await;
+        let done = json!({"done": true});
+        s.save_turn(&TurnSave {
+            status: TurnStatus::Done,
+            events: &events_of(&["done"]),
+            messages: &[json!({"role": "user", "content": title})],
+            ..save_of(&ended, 1, &done, 30)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let open = started(s, &c, 40).await;
+        (c, ended, open)
+    };
+    let (talk, ended, open) = fill("Talk").await;
+    let (keep, _, _) = fill("Keep").await;
+    let kept_before: Vec<usize> = chat_rows(s).await.iter().map(Vec::len).collect();
+
+    s.delete_conversation(acme.id, ada.id, talk.id)
+        .await
+        .unwrap();
+    not_found(
+        s.conversation(acme.id, ada.id, talk.id).await,
+        "conversation",
+    );
+    not_found(s.turn(ended.id).await, "turn");
+    not_found(s.turn(open.id).await, "turn");
+    assert_eq!(s.open_turn(talk.id).await.unwrap(), None);
+    assert!(s.chat_events(talk.id, 0, 100).await.unwrap().is_empty());
+    assert!(s.chat_messages(talk.id).await.unwrap().is_empty());
+    // The driver of the open turn finds it gone.
+    let state = json!({});
+    not_found(s.save_turn(&save_of(&open, 1, &state, 50)).await, "turn");
+    not_found(
+        s.append_chat_events(talk.id, open.id, &events_of(&["x"]))
+            .await,
+        "turn",
+    );
+    assert!(!s.extend_turn_lease(open.id, 1, at(60)).await.unwrap());
+    not_found(
+        s.delete_conversation(acme.id, ada.id, talk.id).await,
+        "conversation",
+    );
+
+    // Exactly half of every chat table is left: the other conversation's rows.
+    let left: Vec<usize> = chat_rows(s).await.iter().map(Vec::len).collect();
+    assert_eq!(left, kept_before.iter().map(|n| n / 2).collect::<Vec<_>>());
+    assert_eq!(
+        s.conversation(acme.id, ada.id, keep.id).await.unwrap(),
+        Conversation {
+            updated_at: at(40),
+            ..keep
+        }
+    );
+    assert_eq!(s.chat_events(keep.id, 0, 100).await.unwrap().len(), 3);
+    assert_eq!(s.chat_messages(keep.id).await.unwrap().len(), 1);
+    assert!(s.open_turn(keep.id).await.unwrap().is_some());
+}
+
+async fn deleting_a_connector_removes_it_from_conversations(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let wiki = connector(s, acme.id, "Wiki").await;
+    let mail = connector(s, acme.id, "Mail").await;
+    let mut talk =
+        new_conversation(s, acme.id, ada.id, "Talk", &[docs.id, wiki.id, mail.id], 10).await;
+    let mut other = new_conversation(s, acme.id, ada.id, "Other", &[wiki.id], 10).await;
+    s.delete_connector(acme.id, wiki.id, &ev(AuditAction::ConnectorDeleted))
+        .await
+        .unwrap();
+    talk.connectors = vec![docs.id, mail.id];
+    other.connectors = vec![];
+    assert_eq!(
+        s.conversation(acme.id, ada.id, talk.id).await.unwrap(),
+        talk
+    );
+    assert_eq!(
+        s.conversation(acme.id, ada.id, other.id).await.unwrap(),
+        other
+    );
+    // The order of those left stays, and new ones go after them.
+    let patched = s
+        .update_conversation(
+            acme.id,
+            ada.id,
+            talk.id,
+            &ConversationPatch {
+                connectors: Some(vec![mail.id, docs.id]),
+                ..ConversationPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.connectors, [mail.id, docs.id]);
+}
+
+async fn remove_member_drops_their_conversations(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let globex = org(s, "globex", ada.id).await;
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let event = ev(AuditAction::MemberAdded).org(globex.id);
+    s.add_member(globex.id, bob.id, Role::Member, at(3), &event)
+        .await
+        .unwrap();
+    let bobs = new_conversation(s, acme.id, bob.id, "Bob's", &[], 10).await;
+    let bob_turn = started(s, &bobs, 20).await;
+    let bobs_elsewhere = new_conversation(s, globex.id, bob.id, "Elsewhere", &[], 10).await;
+    let adas = new_conversation(s, acme.id, ada.id, "Ada's", &[], 10).await;
+
+    s.remove_member(
+        acme.id,
+        bob.id,
+        &ev(AuditAction::MemberRemoved).org(acme.id),
+    )
+    .await
+    .unwrap();
+    not_found(s.turn(bob_turn.id).await, "turn");
+    assert!(s.chat_events(bobs.id, 0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.conversation(globex.id, bob.id, bobs_elsewhere.id)
+            .await
+            .unwrap(),
+        bobs_elsewhere
+    );
+    assert_eq!(
+        s.conversation(acme.id, ada.id, adas.id).await.unwrap(),
+        adas
+    );
+    // Coming back does not bring them back.
+    join_again(s, acme.id, bob.id).await;
+    not_found(
+        s.conversation(acme.id, bob.id, bobs.id).await,
+        "conversation",
+    );
+    assert!(
+        s.list_conversations(acme.id, bob.id, first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+async fn join_again(s: &dyn Store, org: OrgId, user: UserId) {
+    let event = ev(AuditAction::MemberAdded).org(org);
+    s.add_member(org, user, Role::Member, at(100), &event)
+        .await
+        .unwrap();
+}
+
+async fn reseal_all_covers_the_chat_model_key(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let globex = org(s, "globex", ada.id).await;
+    let changed = ev(AuditAction::ChatModelChanged);
+    s.set_chat_model(acme.id, Some(&chat_model_of(Some("api-key"), 10)), &changed)
+        .await
+        .unwrap();
+    // A model without a key has nothing to reseal.
+    s.set_chat_model(globex.id, Some(&chat_model_of(None, 10)), &changed)
+        .await
+        .unwrap();
+
+    let before = s.export().await.unwrap();
+    let failing = |context: &str, sealed: &str| -> Result<String, String> {
+        if context.starts_with("chat-model-key:") {
+            Err("authentication tag mismatch".to_owned())
+        } else {
+            Ok(format!("new-{sealed}"))
+        }
+    };
+    match s.reseal_all(&failing).await {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains("authentication tag mismatch"), "{message}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(s.export().await.unwrap(), before);
+
+    let seen = Mutex::new(Vec::new());
+    let rewrite = |context: &str, sealed: &str| -> Result<String, String> {
+        seen.lock().unwrap().push(context.to_owned());
+        Ok(format!("{sealed}|{context}"))
+    };
+    assert_eq!(s.reseal_all(&rewrite).await.unwrap(), 1);
+    let context = chat_model_seal_context(acme.id);
+    assert_eq!(*seen.lock().unwrap(), std::slice::from_ref(&context));
+    assert_eq!(
+        s.chat_model(acme.id).await.unwrap(),
+        Some(chat_model_of(Some(&format!("api-key|{context}")), 10))
+    );
+    assert_eq!(
+        s.chat_model(globex.id).await.unwrap(),
+        Some(chat_model_of(None, 10))
     );
 }

@@ -15,8 +15,11 @@
 //!   dynamic registration, resource indicators, PKCE, refresh tokens and login and consent pages,
 //!   plus test controls (token-request count, token-endpoint outage, revoking every grant).
 //! - [`ProtectedMcpServer`]: a Python SDK server that needs an access token from that issuer and
-//!   serves the RFC 9728 protected-resource metadata.
+//!   serves the RFC 9728 protected-resource metadata, or (started with static tokens) a plain
+//!   bearer-protected server that reports which token called.
 //! - [`Browser`]: headless Chromium driven by Playwright through the login and consent pages.
+//! - [`LlmDouble`]: an in-process model provider speaking OpenAI's or Mistral's streamed chat
+//!   completions, answering as the test scripts it ([`Scripted`]).
 //!
 //! The external peers are installed by `bash scripts/peers` into `.peers/` at the workspace
 //! root; a launcher whose peer is missing panics with that command. Chromium comes from Debian's
@@ -24,6 +27,7 @@
 
 mod browser;
 mod everything;
+mod llm;
 mod misbehaving;
 mod oauth;
 mod peers;
@@ -33,6 +37,7 @@ mod rmcp_server;
 
 pub use browser::{Authorization, Browser, CHROMIUM_VAR, DEFAULT_CHROMIUM};
 pub use everything::{Everything, Mode};
+pub use llm::{LlmDouble, Scripted, call_then_answer, last_message};
 pub use misbehaving::{Behaviour, Misbehaving, MisbehavingStats, TOOL_NAME};
 pub use oauth::{OidcOptions, OidcProvider, ProtectedMcpServer};
 pub use peers::{INSTALL_COMMAND, Peers, PythonCommand};

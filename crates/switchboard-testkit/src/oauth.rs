@@ -243,6 +243,10 @@ impl OidcProvider {
 ///   scope.
 /// - Tools: `whoami` (the token's subject), `token_info` (its `sub`, `client_id`, `scopes` and
 ///   `aud` as JSON text) and `echo`.
+///
+/// [`ProtectedMcpServer::start_static`] starts it as a plain bearer-protected server instead:
+/// it accepts only the static tokens it was given (an API-token server), `whoami` names the
+/// subject each token stands for, and the 401 challenge points at no OAuth metadata.
 #[derive(Debug)]
 pub struct ProtectedMcpServer {
     process: PeerProcess,
@@ -275,6 +279,43 @@ impl ProtectedMcpServer {
 
     /// Like [`ProtectedMcpServer::start_with_scopes`], but returns start failures as errors.
     pub async fn try_start(issuer: &str, scopes: &[&str]) -> anyhow::Result<ProtectedMcpServer> {
+        let mut args = vec!["--issuer".to_owned(), issuer.to_owned()];
+        for scope in scopes {
+            args.extend(["--scope".to_owned(), (*scope).to_owned()]);
+        }
+        ProtectedMcpServer::spawn(&args).await
+    }
+
+    /// Starts the server protected by static bearer tokens instead of OAuth: `tokens` pairs a
+    /// subject (what `whoami` answers) with the exact token that stands for it. Any other
+    /// request gets a 401 whose `Bearer` challenge names no resource metadata, and no OAuth
+    /// document is served.
+    ///
+    /// # Panics
+    ///
+    /// As [`ProtectedMcpServer::start`], and when `tokens` is empty or a subject holds `=`.
+    pub async fn start_static(tokens: &[(&str, &str)]) -> ProtectedMcpServer {
+        match ProtectedMcpServer::try_start_static(tokens).await {
+            Ok(server) => server,
+            Err(error) => panic!("protected_server.py did not start: {error:#}"),
+        }
+    }
+
+    /// Like [`ProtectedMcpServer::start_static`], but returns start failures as errors.
+    pub async fn try_start_static(tokens: &[(&str, &str)]) -> anyhow::Result<ProtectedMcpServer> {
+        anyhow::ensure!(!tokens.is_empty(), "a static-token server needs a token");
+        let mut args = Vec::new();
+        for (subject, token) in tokens {
+            anyhow::ensure!(
+                !subject.is_empty() && !subject.contains('=') && !token.is_empty(),
+                "a static token needs a subject without '=' and a value"
+            );
+            args.extend(["--static-token".to_owned(), format!("{subject}={token}")]);
+        }
+        ProtectedMcpServer::spawn(&args).await
+    }
+
+    async fn spawn(args: &[String]) -> anyhow::Result<ProtectedMcpServer> {
         let peers = Peers::locate();
         let python = peers.python();
         let script = peers.python_scripts().join("protected_server.py");
@@ -286,14 +327,12 @@ impl ProtectedMcpServer {
         let mut command = Command::new(&python.program);
         command
             .arg(&script)
-            .args(["--issuer", issuer, "--port", "0"])
+            .args(args)
+            .args(["--port", "0"])
             .env("PYTHONUNBUFFERED", "1")
             // Keeps __pycache__ out of the source tree.
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .current_dir(peers.python_scripts());
-        for scope in scopes {
-            command.args(["--scope", scope]);
-        }
         if let Some(pythonpath) = &python.pythonpath {
             command.env("PYTHONPATH", pythonpath);
         }

@@ -65,6 +65,9 @@ pub enum Command {
     Probe(ProbeArgs),
     /// The organization's audit log.
     Audit(AuditArgs),
+    /// Talk with the assistant, which works through the connectors you choose; you approve
+    /// the calls your preferences ask about.
+    Chat(ChatArgs),
 }
 
 /// Where the server's configuration comes from; shared by every operator command.
@@ -542,6 +545,16 @@ pub enum ConnectorCommand {
         /// A new credential.
         #[command(flatten)]
         credential: CredentialArgs,
+        /// The auth method to use from now on, instead of the detected one.
+        #[arg(long, value_enum)]
+        auth: Option<AuthArg>,
+        /// From now on every member brings their own credential (or connects their own
+        /// account).
+        #[arg(long, conflicts_with = "shared")]
+        per_member: bool,
+        /// From now on the organization shares one credential (or one OAuth grant).
+        #[arg(long)]
+        shared: bool,
     },
     /// Delete a connector with its functions, policies and credentials.
     Rm {
@@ -590,12 +603,24 @@ pub enum ConnectorCommand {
     /// --open), then waits until the authorization completes. On a connector every member
     /// connects for themselves this connects your own account; otherwise (admins) the
     /// organization's.
+    #[command(
+        after_help = "With --loopback (implied by --open) the command listens on a \
+loopback port (127.0.0.1, chosen by the system) and the server sends the browser there once the \
+authorization completes, so the command learns the outcome at once and the browser shows it. \
+Use it when the browser runs on this machine; without it the command asks the server every \
+second, which works wherever the link is opened. With --json the server's answer to the start \
+is printed as one line, and the authorization's state as another once it completes."
+    )]
     Connect {
         /// Its name.
         connector: String,
-        /// Open the link in the default browser.
+        /// Open the link in the default browser (implies --loopback).
         #[arg(long)]
         open: bool,
+        /// Wait for the browser on a loopback port of this machine instead of only asking the
+        /// server.
+        #[arg(long)]
+        loopback: bool,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 900)]
         timeout: u64,
@@ -734,6 +759,32 @@ pub struct ProbeArgs {
     pub credential: CredentialArgs,
 }
 
+/// `switchboard chat`.
+#[derive(Debug, Args)]
+#[command(after_help = "Type a message and press Enter; the answer streams as it is written, \
+with a line for each function the assistant calls and its result. When a call needs your \
+approval, the connector, function, arguments and the reason are shown and you answer y (allow \
+once), a (always allow: also sets your preference) or n (deny). When a connector's server asks \
+a question, its fields are asked one by one, or you decline. Ctrl-C during an answer cancels \
+it; /quit, Ctrl-D or Ctrl-C at the prompt leaves (the conversation is kept: continue it with \
+--conversation ID).")]
+pub struct ChatArgs {
+    /// Organization.
+    #[command(flatten)]
+    pub org: OrgOption,
+    /// Continue this conversation (its id, as printed when it was started) instead of
+    /// starting a new one.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["connectors", "title"])]
+    pub conversation: Option<String>,
+    /// A connector whose functions the assistant may use in the new conversation, by name
+    /// (repeatable).
+    #[arg(long = "connector", value_name = "NAME")]
+    pub connectors: Vec<String>,
+    /// The new conversation's title [default: the server's].
+    #[arg(long, value_name = "TITLE")]
+    pub title: Option<String>,
+}
+
 /// `switchboard audit`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -813,6 +864,38 @@ mod tests {
         );
         assert!(parse_key_value("=x").is_err());
         assert!(parse_key_value("novalue").is_err());
+    }
+
+    #[test]
+    fn chat_continues_a_conversation_or_starts_one() {
+        let parsed = Cli::try_parse_from([
+            "switchboard",
+            "chat",
+            "--connector",
+            "Tools",
+            "--connector",
+            "Notes",
+            "--title",
+            "Sums",
+        ])
+        .unwrap();
+        let Command::Chat(args) = parsed.command else {
+            panic!("not chat")
+        };
+        assert_eq!(args.connectors, ["Tools", "Notes"]);
+        assert_eq!(args.title.as_deref(), Some("Sums"));
+        // The connectors of a conversation that exists were chosen when it was started.
+        assert!(
+            Cli::try_parse_from([
+                "switchboard",
+                "chat",
+                "--conversation",
+                "x",
+                "--connector",
+                "Tools"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

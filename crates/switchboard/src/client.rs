@@ -296,6 +296,24 @@ impl Api {
             .await
     }
 
+    /// A `GET` answered with server-sent events (`text/event-stream`), without the usual time
+    /// limit: the stream stays open until the caller drops it.
+    pub async fn get_events(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response> {
+        self.send(
+            Method::GET,
+            segments,
+            query,
+            None,
+            None,
+            Some("text/event-stream"),
+        )
+        .await
+    }
+
     /// A `POST` answered with server-sent events (`text/event-stream`), without the usual
     /// time limit: the server bounds the call itself and keeps the stream alive meanwhile.
     pub async fn post_events(&self, segments: &[&str], body: &Value) -> Result<reqwest::Response> {

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
-use switchboard_domain::HttpAllowance;
+use switchboard_domain::{HttpAllowance, ProviderKind};
 use switchboard_server::ServerConfig;
-use switchboard_service::ServiceConfig;
+use switchboard_service::{ChatConfig, ModelSettings, ServiceConfig};
 use url::Url;
 
-use crate::secret::{DatabaseUrl, MasterKeyText};
+use crate::secret::{ApiKeyText, DatabaseUrl, MasterKeyText};
 
 /// Prefix of every environment variable the configuration reads.
 pub const ENV_PREFIX: &str = "SWITCHBOARD_";
@@ -31,8 +31,9 @@ pub const KEY_FILE_NAME: &str = "master.key";
 const OTHER_ENV: &[&str] = &["CONFIG", "CONFIG_DIR", "SERVER", "TOKEN", "ORG"];
 
 /// Each key that can come from the environment: its variable (after the prefix) and its key in
-/// the file. `MASTER_KEY` has no file key on purpose: key material does not belong in a file
-/// that also holds ordinary settings.
+/// the file. `MASTER_KEY` and `CHAT_MODEL_API_KEY` have no file key on purpose: key material
+/// does not belong in a file that also holds ordinary settings (each has a `_FILE` key naming a
+/// file of its own instead).
 const ENV_KEYS: &[(&str, &str)] = &[
     ("LISTEN", "listen"),
     ("PUBLIC_URL", "public_url"),
@@ -55,6 +56,17 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("CALL_TIMEOUT_SECS", "connectors.call_timeout_secs"),
     ("MAX_RESULT_BYTES", "connectors.max_result_bytes"),
     ("SESSION_IDLE_SECS", "connectors.session_idle_secs"),
+    ("CHAT_STEP_LIMIT", "chat.step_limit"),
+    ("CHAT_LEASE_SECS", "chat.lease_secs"),
+    ("CHAT_MAX_OUTPUT_CHARS", "chat.max_output_chars"),
+    ("CHAT_MAX_FUNCTIONS", "chat.max_functions"),
+    ("CHAT_MAX_FUNCTION_TOKENS", "chat.max_function_tokens"),
+    ("CHAT_SEARCH_MATCHES", "chat.search_matches"),
+    ("CHAT_MODEL_KIND", "chat.model_kind"),
+    ("CHAT_MODEL_BASE_URL", "chat.model_base_url"),
+    ("CHAT_MODEL_NAME", "chat.model_name"),
+    ("CHAT_MODEL_API_KEY", "chat.model_api_key"),
+    ("CHAT_MODEL_API_KEY_FILE", "chat.model_api_key_file"),
 ];
 
 /// The bounds of each numeric key: wide enough for any sensible installation, narrow enough to
@@ -70,6 +82,14 @@ const BOUNDS: &[(&str, u64, u64)] = &[
     // Below a kilobyte hardly any result fits; above a gigabyte one call could exhaust memory.
     ("connectors.max_result_bytes", 1024, 1 << 30),
     ("connectors.session_idle_secs", 1, 24 * 3600),
+    ("chat.step_limit", 1, 100),
+    ("chat.lease_secs", 1, 3600),
+    ("chat.max_output_chars", 1000, 10_000_000),
+    // 0 is meaningful (the model always searches); OpenAI's API takes at most 128 tools.
+    ("chat.max_functions", 0, 128),
+    ("chat.max_function_tokens", 0, 1_000_000),
+    // What a search returns is also given in full, so it stays within the same 128.
+    ("chat.search_matches", 1, 128),
 ];
 
 /// How log lines are written.
@@ -218,6 +238,8 @@ pub struct Layer {
     http: HttpLayer,
     #[serde(default)]
     connectors: ConnectorsLayer,
+    #[serde(default)]
+    chat: ChatLayer,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +279,27 @@ struct ConnectorsLayer {
     call_timeout_secs: Option<u64>,
     max_result_bytes: Option<u64>,
     session_idle_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChatLayer {
+    step_limit: Option<u64>,
+    lease_secs: Option<u64>,
+    max_output_chars: Option<u64>,
+    max_functions: Option<u64>,
+    max_function_tokens: Option<u64>,
+    search_matches: Option<u64>,
+    #[serde(default, deserialize_with = "deserialize_model_kind")]
+    model_kind: Option<ProviderKind>,
+    #[serde(default, deserialize_with = "deserialize_model_base_url")]
+    model_base_url: Option<Url>,
+    #[serde(default, deserialize_with = "deserialize_model_name")]
+    model_name: Option<String>,
+    /// Only ever set from the environment; the file is told where a key belongs instead.
+    #[serde(default, deserialize_with = "refuse_key_in_file")]
+    model_api_key: Option<ApiKeyText>,
+    model_api_key_file: Option<PathBuf>,
 }
 
 /// Settings given as command-line flags.
@@ -372,6 +415,38 @@ impl Layer {
                 "CALL_TIMEOUT_SECS" => layer.connectors.call_timeout_secs = Some(parse(var, &raw)?),
                 "MAX_RESULT_BYTES" => layer.connectors.max_result_bytes = Some(parse(var, &raw)?),
                 "SESSION_IDLE_SECS" => layer.connectors.session_idle_secs = Some(parse(var, &raw)?),
+                "CHAT_STEP_LIMIT" => layer.chat.step_limit = Some(parse(var, &raw)?),
+                "CHAT_LEASE_SECS" => layer.chat.lease_secs = Some(parse(var, &raw)?),
+                "CHAT_MAX_OUTPUT_CHARS" => layer.chat.max_output_chars = Some(parse(var, &raw)?),
+                "CHAT_MAX_FUNCTIONS" => layer.chat.max_functions = Some(parse(var, &raw)?),
+                "CHAT_MAX_FUNCTION_TOKENS" => {
+                    layer.chat.max_function_tokens = Some(parse(var, &raw)?)
+                }
+                "CHAT_SEARCH_MATCHES" => layer.chat.search_matches = Some(parse(var, &raw)?),
+                "CHAT_MODEL_KIND" => {
+                    layer.chat.model_kind =
+                        Some(parse_model_kind(&raw).map_err(|e| anyhow!("{ENV_PREFIX}{var}: {e}"))?)
+                }
+                "CHAT_MODEL_BASE_URL" => {
+                    layer.chat.model_base_url = Some(
+                        parse_model_base_url(&raw)
+                            .map_err(|e| anyhow!("{ENV_PREFIX}{var}: {e}"))?,
+                    )
+                }
+                "CHAT_MODEL_NAME" => {
+                    layer.chat.model_name =
+                        Some(parse_model_name(&raw).map_err(|e| anyhow!("{ENV_PREFIX}{var}: {e}"))?)
+                }
+                "CHAT_MODEL_API_KEY" => {
+                    let key = raw.trim();
+                    if key.is_empty() {
+                        bail!("{ENV_PREFIX}{var}: is set but empty");
+                    }
+                    layer.chat.model_api_key = Some(ApiKeyText::new(key.to_owned()));
+                }
+                "CHAT_MODEL_API_KEY_FILE" => {
+                    layer.chat.model_api_key_file = Some(PathBuf::from(raw))
+                }
                 _ => unreachable!("every entry of ENV_KEYS is handled"),
             }
         }
@@ -393,9 +468,10 @@ impl Layer {
     }
 
     /// The numeric values this layer sets, by file key.
-    fn numbers(&self) -> [(&'static str, Option<u64>); 9] {
+    fn numbers(&self) -> [(&'static str, Option<u64>); 15] {
         let s = &self.security;
         let c = &self.connectors;
+        let chat = &self.chat;
         [
             ("security.session_hours", s.session_hours),
             ("security.max_token_days", s.max_token_days),
@@ -406,6 +482,12 @@ impl Layer {
             ("connectors.call_timeout_secs", c.call_timeout_secs),
             ("connectors.max_result_bytes", c.max_result_bytes),
             ("connectors.session_idle_secs", c.session_idle_secs),
+            ("chat.step_limit", chat.step_limit),
+            ("chat.lease_secs", chat.lease_secs),
+            ("chat.max_output_chars", chat.max_output_chars),
+            ("chat.max_functions", chat.max_functions),
+            ("chat.max_function_tokens", chat.max_function_tokens),
+            ("chat.search_matches", chat.search_matches),
         ]
     }
 
@@ -430,6 +512,7 @@ impl Layer {
     /// This layer with every value `top` sets put over it.
     fn overlay(self, top: Layer) -> Layer {
         let (s, t) = (self.security, top.security);
+        let (c, tc) = (self.chat, top.chat);
         Layer {
             listen: top.listen.or(self.listen),
             public_url: top.public_url.or(self.public_url),
@@ -474,6 +557,19 @@ impl Layer {
                     .connectors
                     .session_idle_secs
                     .or(self.connectors.session_idle_secs),
+            },
+            chat: ChatLayer {
+                step_limit: tc.step_limit.or(c.step_limit),
+                lease_secs: tc.lease_secs.or(c.lease_secs),
+                max_output_chars: tc.max_output_chars.or(c.max_output_chars),
+                max_functions: tc.max_functions.or(c.max_functions),
+                max_function_tokens: tc.max_function_tokens.or(c.max_function_tokens),
+                search_matches: tc.search_matches.or(c.search_matches),
+                model_kind: tc.model_kind.or(c.model_kind),
+                model_base_url: tc.model_base_url.or(c.model_base_url),
+                model_name: tc.model_name.or(c.model_name),
+                model_api_key: tc.model_api_key.or(c.model_api_key),
+                model_api_key_file: tc.model_api_key_file.or(c.model_api_key_file),
             },
         }
     }
@@ -532,6 +628,81 @@ fn parse_bool(var: &str, raw: &str) -> Result<bool> {
     }
 }
 
+/// Parses a provider kind: `mistral`, or `openai` for every OpenAI-compatible server.
+pub fn parse_model_kind(raw: &str) -> Result<ProviderKind, String> {
+    let s = raw.trim();
+    s.to_ascii_lowercase()
+        .parse::<ProviderKind>()
+        .map_err(|_| format!("must be mistral or openai, found {s:?}"))
+}
+
+/// Parses a provider's API base URL, such as `https://api.mistral.ai/v1`: `http` or `https`,
+/// without a user, password, query or fragment (a key belongs in `model_api_key`, never in a
+/// URL that `config check` prints).
+pub fn parse_model_base_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw.trim()).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("must be http or https, found {}", url.scheme()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a user name or password".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or a fragment".into());
+    }
+    Ok(url)
+}
+
+fn parse_model_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(name.to_owned())
+}
+
+fn deserialize_model_kind<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ProviderKind>, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_model_kind(&raw)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn deserialize_model_base_url<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Url>, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_model_base_url(&raw)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn deserialize_model_name<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_model_name(&raw)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// Refuses an API key written in the configuration file, saying where it belongs. The value
+/// is never read into a string that an error could show.
+fn refuse_key_in_file<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ApiKeyText>, D::Error> {
+    serde::de::IgnoredAny::deserialize(d)?;
+    Err(serde::de::Error::custom(format!(
+        "a key does not belong in the configuration file; set {ENV_PREFIX}CHAT_MODEL_API_KEY \
+         or name a file holding it in chat.model_api_key_file"
+    )))
+}
+
 /// The environment variable that sets a file key, for error messages.
 fn env_name(key: &str) -> String {
     ENV_KEYS
@@ -559,6 +730,28 @@ impl fmt::Display for MasterKeySource {
             Self::DataDir(p) => write!(f, "the file {} in the data directory", p.display()),
         }
     }
+}
+
+/// Where the default model's API key comes from.
+#[derive(Debug, Clone)]
+pub enum ModelKeySource {
+    /// `SWITCHBOARD_CHAT_MODEL_API_KEY`.
+    Env,
+    /// The file `chat.model_api_key_file` names.
+    File(PathBuf),
+}
+
+/// The operator's default language model, for organizations that did not choose one.
+#[derive(Debug, Clone)]
+pub struct DefaultModel {
+    /// The wire format.
+    pub kind: ProviderKind,
+    /// The API's base URL.
+    pub base_url: Url,
+    /// The model's name.
+    pub name: String,
+    /// The API key and where it came from, if the provider needs one.
+    pub api_key: Option<(ApiKeyText, ModelKeySource)>,
 }
 
 /// The complete, checked configuration.
@@ -607,6 +800,20 @@ pub struct Config {
     pub max_result_bytes: u64,
     /// Upstream sessions unused this long are closed.
     pub session_idle_secs: u64,
+    /// Most model requests in one turn that may call functions.
+    pub chat_step_limit: u64,
+    /// How long a server holds a turn it works on.
+    pub chat_lease_secs: u64,
+    /// Longest function output the model is given, in characters.
+    pub chat_max_output_chars: u64,
+    /// Most functions the model is given in full before it searches them.
+    pub chat_max_functions: u64,
+    /// Most estimated tokens of functions given in full before the model searches them.
+    pub chat_max_function_tokens: u64,
+    /// How many best matches a search gives.
+    pub chat_search_matches: u64,
+    /// The operator's default model, when one is set.
+    pub chat_model: Option<DefaultModel>,
 }
 
 impl Config {
@@ -659,6 +866,10 @@ impl Config {
         };
         let service = ServiceConfig::default();
         let server = ServerConfig::default();
+        let c = l.chat;
+        let key = model_key(c.model_api_key, c.model_api_key_file)?;
+        let chat_model = default_model(c.model_kind, c.model_base_url, c.model_name, key)?;
+        let chat = &service.chat;
         Ok(Self {
             file,
             listen: l
@@ -712,6 +923,19 @@ impl Config {
                 .connectors
                 .session_idle_secs
                 .unwrap_or(service.session_idle.as_secs()),
+            chat_step_limit: c.step_limit.unwrap_or(u64::from(chat.step_limit)),
+            chat_lease_secs: c.lease_secs.unwrap_or(chat.lease.as_secs()),
+            chat_max_output_chars: c
+                .max_output_chars
+                .unwrap_or(chat.max_output_chars as u64),
+            chat_max_functions: c
+                .max_functions
+                .unwrap_or(chat.budget.max_functions as u64),
+            chat_max_function_tokens: c
+                .max_function_tokens
+                .unwrap_or(chat.budget.max_tokens as u64),
+            chat_search_matches: c.search_matches.unwrap_or(chat.budget.matches as u64),
+            chat_model,
         })
     }
 
@@ -739,6 +963,29 @@ impl Config {
             call_timeout: Duration::from_secs(self.call_timeout_secs),
             max_result_bytes: self.max_result_bytes as usize,
             session_idle: Duration::from_secs(self.session_idle_secs),
+            chat: self.chat_config(),
+        }
+    }
+
+    /// The assistant's settings. The bounds checked above keep the numbers inside u32 and
+    /// usize.
+    fn chat_config(&self) -> ChatConfig {
+        let default = ChatConfig::default();
+        let mut budget = default.budget;
+        budget.max_functions = self.chat_max_functions as usize;
+        budget.max_tokens = self.chat_max_function_tokens as usize;
+        budget.matches = self.chat_search_matches as usize;
+        ChatConfig {
+            step_limit: self.chat_step_limit as u32,
+            max_output_chars: self.chat_max_output_chars as usize,
+            budget,
+            lease: Duration::from_secs(self.chat_lease_secs),
+            default_model: self.chat_model.as_ref().map(|m| ModelSettings {
+                kind: m.kind,
+                base_url: m.base_url.to_string(),
+                model: m.name.clone(),
+                api_key: m.api_key.as_ref().map(|(key, _)| key.expose().to_owned()),
+            }),
         }
     }
 
@@ -789,7 +1036,10 @@ impl Config {
              [http]\nmax_body_bytes = {body}\nrequest_timeout_secs = {timeout}\n\
              trust_forwarded_for = {forwarded}\n\n\
              [connectors]\ncall_timeout_secs = {call}\nmax_result_bytes = {result}\n\
-             session_idle_secs = {idle}\n",
+             session_idle_secs = {idle}\n\n\
+             [chat]\nstep_limit = {steps}\nlease_secs = {lease}\nmax_output_chars = {output}\n\
+             max_functions = {functions}\nmax_function_tokens = {tokens}\n\
+             search_matches = {matches}\n{model}",
             listen = q(&self.listen.to_string()),
             public = match &self.public_url {
                 Some(url) => format!("public_url = {}\n", q(url.as_str())),
@@ -812,7 +1062,108 @@ impl Config {
             call = self.call_timeout_secs,
             result = self.max_result_bytes,
             idle = self.session_idle_secs,
+            steps = self.chat_step_limit,
+            lease = self.chat_lease_secs,
+            output = self.chat_max_output_chars,
+            functions = self.chat_max_functions,
+            tokens = self.chat_max_function_tokens,
+            matches = self.chat_search_matches,
+            model = match &self.chat_model {
+                None => "# default model: none; each organization's admins choose one\n".into(),
+                Some(m) => format!(
+                    "model_kind = {}\nmodel_base_url = {}\nmodel_name = {}\n{}",
+                    q(m.kind.as_str()),
+                    q(m.base_url.as_str()),
+                    q(&m.name),
+                    match &m.api_key {
+                        None => "# model API key: none\n".to_owned(),
+                        Some((_, ModelKeySource::Env)) => {
+                            format!("# model API key: from {ENV_PREFIX}CHAT_MODEL_API_KEY\n")
+                        }
+                        Some((_, ModelKeySource::File(p))) => {
+                            format!("model_api_key_file = {}\n", q(&p.display().to_string()))
+                        }
+                    }
+                ),
+            },
         )
+    }
+}
+
+/// The default model's key: from the environment, or read from the file named. Read here, not
+/// at start, so `config check` finds a missing or empty file.
+fn model_key(
+    key: Option<ApiKeyText>,
+    file: Option<PathBuf>,
+) -> Result<Option<(ApiKeyText, ModelKeySource)>> {
+    match (key, file) {
+        (Some(_), Some(_)) => bail!(
+            "{ENV_PREFIX}CHAT_MODEL_API_KEY and chat.model_api_key_file are both set; set only one"
+        ),
+        (Some(key), None) => Ok(Some((key, ModelKeySource::Env))),
+        (None, Some(path)) => {
+            let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).with_context(
+                || {
+                    format!(
+                        "chat.model_api_key_file: cannot read {}",
+                        path.display()
+                    )
+                },
+            )?);
+            let key = text.trim();
+            if key.is_empty() {
+                bail!("chat.model_api_key_file: {} is empty", path.display());
+            }
+            Ok(Some((
+                ApiKeyText::new(key.to_owned()),
+                ModelKeySource::File(path),
+            )))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The operator's default model: all of kind, base URL and name, or none of them (and then no
+/// key either). A partial one is refused, naming what is missing, rather than silently left
+/// unused.
+fn default_model(
+    kind: Option<ProviderKind>,
+    base_url: Option<Url>,
+    name: Option<String>,
+    api_key: Option<(ApiKeyText, ModelKeySource)>,
+) -> Result<Option<DefaultModel>> {
+    match (kind, base_url, name) {
+        (Some(kind), Some(base_url), Some(name)) => Ok(Some(DefaultModel {
+            kind,
+            base_url,
+            name,
+            api_key,
+        })),
+        (None, None, None) => {
+            if api_key.is_some() {
+                bail!(
+                    "chat: a model API key is set but no default model; set chat.model_kind, \
+                     chat.model_base_url and chat.model_name too, or remove the key"
+                );
+            }
+            Ok(None)
+        }
+        (kind, base_url, name) => {
+            let missing: Vec<String> = [
+                ("chat.model_kind", kind.is_none()),
+                ("chat.model_base_url", base_url.is_none()),
+                ("chat.model_name", name.is_none()),
+            ]
+            .into_iter()
+            .filter(|(_, missing)| *missing)
+            .map(|(key, _)| format!("{key} ({})", env_name(key)))
+            .collect();
+            bail!(
+                "chat: the default model needs model_kind, model_base_url and model_name \
+                 together; missing {}",
+                missing.join(" and ")
+            )
+        }
     }
 }
 
@@ -910,6 +1261,38 @@ max_result_bytes = 4194304
 # A session with a connector's server that has not been used for this long is closed; the next
 # call opens a new one. [SWITCHBOARD_SESSION_IDLE_SECS]
 session_idle_secs = 300
+
+[chat]
+# The most model requests in one turn of the assistant that may call functions; the model is
+# then asked to answer with what it has. [SWITCHBOARD_CHAT_STEP_LIMIT]
+step_limit = 10
+# How long a server holds a turn it works on. If that server stops, another (or the same one,
+# restarted) picks the turn up after this long. [SWITCHBOARD_CHAT_LEASE_SECS]
+lease_secs = 30
+# A function's output longer than this many characters is cut before the model reads it.
+# [SWITCHBOARD_CHAT_MAX_OUTPUT_CHARS]
+max_output_chars = 16000
+# When a conversation's functions number more than max_functions, or their names,
+# descriptions and schemas come to more than max_function_tokens (estimated), the model gets a
+# search over them instead, and the search_matches best matches in full.
+# [SWITCHBOARD_CHAT_MAX_FUNCTIONS, SWITCHBOARD_CHAT_MAX_FUNCTION_TOKENS,
+# SWITCHBOARD_CHAT_SEARCH_MATCHES]
+max_functions = 64
+max_function_tokens = 12000
+search_matches = 8
+
+# The language model of organizations whose admins have not chosen one. Unset, each
+# organization must choose its own. model_kind is "mistral", or "openai" for OpenAI and every
+# server speaking its API (Ollama, vLLM, llama.cpp, LM Studio); model_kind, model_base_url and
+# model_name are needed together. [SWITCHBOARD_CHAT_MODEL_KIND, SWITCHBOARD_CHAT_MODEL_BASE_URL,
+# SWITCHBOARD_CHAT_MODEL_NAME]
+# model_kind = "mistral"
+# model_base_url = "https://api.mistral.ai/v1"
+# model_name = "mistral-medium-latest"
+# The model's API key is a secret and is never written here: give it in
+# SWITCHBOARD_CHAT_MODEL_API_KEY, or name a file holding only the key.
+# [SWITCHBOARD_CHAT_MODEL_API_KEY_FILE]
+# model_api_key_file = "/etc/switchboard/model.key"
 "#;
 
 #[cfg(test)]
@@ -985,6 +1368,11 @@ mod tests {
         assert_eq!(service.call_timeout, default.call_timeout);
         assert_eq!(service.max_result_bytes, default.max_result_bytes);
         assert_eq!(service.session_idle, default.session_idle);
+        assert_eq!(service.chat.step_limit, default.chat.step_limit);
+        assert_eq!(service.chat.lease, default.chat.lease);
+        assert_eq!(service.chat.max_output_chars, default.chat.max_output_chars);
+        assert_eq!(service.chat.budget, default.chat.budget);
+        assert!(service.chat.default_model.is_none());
         assert_eq!(
             printed.server_config().max_body_bytes,
             ServerConfig::default().max_body_bytes
@@ -1226,6 +1614,213 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("connectors.call_timeout"), "{e}");
+    }
+
+    #[test]
+    fn chat_settings_reach_the_service() {
+        let text = "[chat]\nstep_limit = 4\nmax_output_chars = 5000\nmax_functions = 0\n";
+        let c = from_text(
+            text,
+            &[
+                ("SWITCHBOARD_CHAT_LEASE_SECS", "90"),
+                ("SWITCHBOARD_CHAT_MAX_FUNCTION_TOKENS", "3000"),
+                ("SWITCHBOARD_CHAT_SEARCH_MATCHES", "5"),
+                ("SWITCHBOARD_CHAT_STEP_LIMIT", "6"),
+            ],
+            Flags::default(),
+        )
+        .unwrap();
+        let chat = c.service_config(c.listen).chat;
+        assert_eq!(chat.step_limit, 6, "the environment overrides the file");
+        assert_eq!(chat.lease, Duration::from_secs(90));
+        assert_eq!(chat.max_output_chars, 5000);
+        assert_eq!(
+            (
+                chat.budget.max_functions,
+                chat.budget.max_tokens,
+                chat.budget.matches
+            ),
+            (0, 3000, 5)
+        );
+        assert!(chat.default_model.is_none());
+        let toml = c.to_toml();
+        assert!(
+            toml.contains(
+                "[chat]\nstep_limit = 6\nlease_secs = 90\nmax_output_chars = 5000\n\
+                 max_functions = 0\nmax_function_tokens = 3000\nsearch_matches = 5\n"
+            ),
+            "{toml}"
+        );
+
+        for (var, value, problem) in [
+            ("SWITCHBOARD_CHAT_STEP_LIMIT", "0", "must be between 1 and 100"),
+            ("SWITCHBOARD_CHAT_STEP_LIMIT", "101", "must be between 1 and 100"),
+            ("SWITCHBOARD_CHAT_LEASE_SECS", "3601", "must be between 1 and 3600"),
+            ("SWITCHBOARD_CHAT_MAX_OUTPUT_CHARS", "999", "must be between 1000 and"),
+            ("SWITCHBOARD_CHAT_MAX_FUNCTIONS", "129", "must be between 0 and 128"),
+            ("SWITCHBOARD_CHAT_SEARCH_MATCHES", "0", "must be between 1 and 128"),
+            ("SWITCHBOARD_CHAT_LEASE_SECS", "soon", "invalid digit"),
+        ] {
+            let e = from_text("", &[(var, value)], Flags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("{var}: {problem}")), "{e}");
+        }
+        let e = from_text("[chat]\nmax_output_chars = 10\n", &[], Flags::default()).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("chat.max_output_chars: must be between 1000 and 10000000"),
+            "{e:#}"
+        );
+        let e = from_text("[chat]\nsteps = 3\n", &[], Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key chat.steps"), "{e}");
+    }
+
+    #[test]
+    fn the_default_model_needs_kind_url_and_name() {
+        let text = "[chat]\nmodel_kind = \"mistral\"\nmodel_base_url = \"https://api.mistral.ai/v1\"\n\
+                    model_name = \"mistral-small\"\n";
+        let c = from_text(
+            text,
+            &[("SWITCHBOARD_CHAT_MODEL_API_KEY", "sk-hunter2")],
+            Flags::default(),
+        )
+        .unwrap();
+        let model = c
+            .service_config(c.listen)
+            .chat
+            .default_model
+            .expect("a default model");
+        assert_eq!(model.kind, ProviderKind::Mistral);
+        assert_eq!(model.base_url, "https://api.mistral.ai/v1");
+        assert_eq!(model.model, "mistral-small");
+        assert_eq!(model.api_key.as_deref(), Some("sk-hunter2"));
+        // The key never shows: not in Debug, not in what `config check` prints.
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!format!("{model:?}").contains("hunter2"));
+        let toml = c.to_toml();
+        assert!(!toml.contains("hunter2"), "{toml}");
+        assert!(
+            toml.contains("model_kind = \"mistral\"\nmodel_base_url = \"https://api.mistral.ai/v1\"\n\
+                           model_name = \"mistral-small\"\n# model API key: from SWITCHBOARD_CHAT_MODEL_API_KEY\n"),
+            "{toml}"
+        );
+
+        // All from the environment, with the key from a file.
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("model.key");
+        std::fs::write(&key_file, "sk-from-file\n").unwrap();
+        let c = from_text(
+            "",
+            &[
+                ("SWITCHBOARD_CHAT_MODEL_KIND", "OpenAI"),
+                ("SWITCHBOARD_CHAT_MODEL_BASE_URL", "http://127.0.0.1:11434/v1"),
+                ("SWITCHBOARD_CHAT_MODEL_NAME", "llama3.2"),
+                (
+                    "SWITCHBOARD_CHAT_MODEL_API_KEY_FILE",
+                    key_file.to_str().unwrap(),
+                ),
+            ],
+            Flags::default(),
+        )
+        .unwrap();
+        let model = c.service_config(c.listen).chat.default_model.unwrap();
+        assert_eq!(model.kind, ProviderKind::OpenAi);
+        assert_eq!(model.api_key.as_deref(), Some("sk-from-file"));
+        assert!(c.to_toml().contains("model_api_key_file = "));
+        assert!(!c.to_toml().contains("sk-from-file"));
+
+        // Partial settings are refused, naming what is missing.
+        let e = from_text(
+            "[chat]\nmodel_kind = \"openai\"\n",
+            &[("SWITCHBOARD_CHAT_MODEL_NAME", "gpt-4o")],
+            Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("chat: the default model needs")
+                && e.contains("missing chat.model_base_url (SWITCHBOARD_CHAT_MODEL_BASE_URL)")
+                && !e.contains("chat.model_name ("),
+            "{e}"
+        );
+        let e = from_text(
+            "",
+            &[("SWITCHBOARD_CHAT_MODEL_API_KEY", "sk-hunter2")],
+            Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no default model") && !e.contains("hunter2"), "{e}");
+        let e = from_text(
+            text,
+            &[
+                ("SWITCHBOARD_CHAT_MODEL_API_KEY", "sk-hunter2"),
+                ("SWITCHBOARD_CHAT_MODEL_API_KEY_FILE", "/k"),
+            ],
+            Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("both set") && !e.contains("hunter2"), "{e}");
+        let e = from_text(
+            text,
+            &[("SWITCHBOARD_CHAT_MODEL_API_KEY_FILE", "/nonexistent/model.key")],
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("chat.model_api_key_file: cannot read /nonexistent"),
+            "{e:#}"
+        );
+
+        // A key written in the file is refused without being echoed, and says where it goes.
+        let e = from_text(
+            "[chat]\nmodel_api_key = \"sk-hunter2\"\n",
+            &[],
+            Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("chat.model_api_key")
+                && e.contains("SWITCHBOARD_CHAT_MODEL_API_KEY")
+                && !e.contains("hunter2"),
+            "{e}"
+        );
+
+        for (var, value, problem) in [
+            ("SWITCHBOARD_CHAT_MODEL_KIND", "anthropic", "must be mistral or openai"),
+            ("SWITCHBOARD_CHAT_MODEL_BASE_URL", "ftp://x", "must be http or https"),
+            (
+                "SWITCHBOARD_CHAT_MODEL_BASE_URL",
+                "https://u:hunter2@x/v1",
+                "must not contain a user",
+            ),
+            (
+                "SWITCHBOARD_CHAT_MODEL_BASE_URL",
+                "https://x/v1?key=hunter2",
+                "must not have a query",
+            ),
+            ("SWITCHBOARD_CHAT_MODEL_NAME", " ", "must not be empty"),
+            ("SWITCHBOARD_CHAT_MODEL_API_KEY", "", "is set but empty"),
+        ] {
+            let e = from_text("", &[(var, value)], Flags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("{var}: {problem}")) && !e.contains("hunter2"),
+                "{e}"
+            );
+        }
+        let e = from_text("[chat]\nmodel_kind = \"claude\"\n", &[], Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("chat.model_kind") && e.contains("must be mistral or openai"),
+            "{e}"
+        );
     }
 
     #[test]

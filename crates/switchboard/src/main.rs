@@ -8,6 +8,7 @@
 
 mod admin;
 mod backend;
+mod chat;
 mod cli;
 mod client;
 mod config;
@@ -168,6 +169,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Probe(args) => {
             let api = credentials::signed_in()?;
             remote::engine::probe(&api, args).await
+        }
+        Command::Chat(args) => {
+            let api = credentials::signed_in()?;
+            chat::run(&api, args).await
         }
         Command::Audit(args) => {
             let api = credentials::signed_in()?;

@@ -29,6 +29,29 @@ impl fmt::Debug for MasterKeyText {
     }
 }
 
+/// A language model provider's API key (`SWITCHBOARD_CHAT_MODEL_API_KEY`, or the file
+/// `chat.model_api_key_file` names).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeyText(Zeroizing<String>);
+
+impl ApiKeyText {
+    /// Wraps a key.
+    pub fn new(text: String) -> Self {
+        Self(Zeroizing::new(text))
+    }
+
+    /// The key, for the provider's `Authorization` header only; never print it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKeyText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// Which database backend a URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -201,5 +224,12 @@ mod tests {
     fn master_key_debug_is_redacted() {
         let key = MasterKeyText::new("sbk1:abc:secretbytes".into());
         assert_eq!(format!("{key:?}"), "[redacted]");
+    }
+
+    #[test]
+    fn api_key_debug_is_redacted() {
+        let key = ApiKeyText::new("sk-secret".into());
+        assert_eq!(format!("{key:?}"), "[redacted]");
+        assert_eq!(key.expose(), "sk-secret");
     }
 }

@@ -89,6 +89,8 @@ pub async fn run(config: Config) -> Result<()> {
             .context("cannot start the application")?,
     );
     let _watch = app.watch_list_changes();
+    // Drives the assistant's turns, and picks up those another process left behind.
+    let _turns = app.watch_turns();
 
     if let Some(token) = app
         .ensure_setup_token()

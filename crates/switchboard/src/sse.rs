@@ -1,8 +1,9 @@
 //! A reader for server-sent events (`text/event-stream`, HTML Living Standard §9.2.6 "Interpreting
 //! an event stream"), fed with the bytes of an answer as they arrive.
 //!
-//! Only what the API sends is kept: `event` names and `data`. `id` and `retry` are ignored
-//! because the CLI never reconnects (a reconnected call would run the function twice).
+//! Only what the API sends is kept: `event` names, `data` and `id`. `retry` is ignored: a
+//! function call is never reconnected (that would run the function twice), and the chat,
+//! which resumes its stream from the last event id, picks its own delay.
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +12,9 @@ pub struct Event {
     pub name: String,
     /// The `data:` lines, joined with newlines.
     pub data: String,
+    /// The last event id the stream set, at this event or before (the standard's "last event
+    /// ID buffer"), if any.
+    pub id: Option<String>,
 }
 
 /// Collects lines into events across chunk boundaries.
@@ -24,6 +28,7 @@ pub struct Parser {
     name: String,
     data: String,
     has_data: bool,
+    last_id: Option<String>,
 }
 
 impl Parser {
@@ -74,6 +79,8 @@ impl Parser {
                 self.data.push('\n');
                 self.has_data = true;
             }
+            // An id holding NUL is ignored, as the standard requires.
+            "id" if !value.contains('\0') => self.last_id = Some(value.to_owned()),
             _ => {}
         }
     }
@@ -92,6 +99,7 @@ impl Parser {
                 name
             },
             data,
+            id: self.last_id.clone(),
         });
     }
 }
@@ -104,7 +112,17 @@ mod tests {
         Event {
             name: name.into(),
             data: data.into(),
+            id: None,
         }
+    }
+
+    #[test]
+    fn ids_carry_over_to_later_events() {
+        let mut p = Parser::new();
+        let got = p.feed(b"id: 7\nevent: a\ndata: x\n\ndata: y\n\nid: 9\ndata: z\n\n");
+        let ids: Vec<Option<&str>> = got.iter().map(|e| e.id.as_deref()).collect();
+        assert_eq!(ids, [Some("7"), Some("7"), Some("9")]);
+        assert_eq!(got[0].name, "a");
     }
 
     #[test]

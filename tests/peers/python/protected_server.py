@@ -1,8 +1,15 @@
 """An MCP server protected by OAuth (mcp 2.3 in resource-server mode), for the OAuth tests.
 
-Run it as `python protected_server.py --issuer http://127.0.0.1:A [--port 0] [--scope mcp]`.
+Run it as `python protected_server.py --issuer http://127.0.0.1:A [--port 0] [--scope mcp]`, or
+with static bearer tokens instead of an issuer:
+`python protected_server.py --static-token alice=TOKEN_A --static-token bob=TOKEN_B [--port 0]`.
 It listens on 127.0.0.1 (port 0 lets the system pick), then prints `PEER_READY <url>` on stdout
 with its MCP URL, `http://127.0.0.1:PORT/mcp` (streamable HTTP, both protocol generations).
+
+With `--static-token SUBJECT=TOKEN` (repeatable) the server is a plain bearer-protected server,
+as one that hands out API tokens is: a request must carry one of those exact tokens, whose
+SUBJECT the tools then report; without one `/mcp` answers 401 with `WWW-Authenticate: Bearer
+error="invalid_token", ...` and no resource metadata, and no OAuth document is served.
 
 - Without a valid token, `/mcp` answers 401 with
   `WWW-Authenticate: Bearer ..., resource_metadata="http://127.0.0.1:PORT/.well-known/oauth-protected-resource/mcp"`.
@@ -18,6 +25,7 @@ with its MCP URL, `http://127.0.0.1:PORT/mcp` (streamable HTTP, both protocol ge
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import logging
 import socket
@@ -128,18 +136,49 @@ class JwtVerifier:
         return await anyio.to_thread.run_sync(self._verify, token)
 
 
-def build_server(issuer: str, resource: str, scopes: list[str]) -> MCPServer:
-    server = MCPServer(
-        "switchboard-protected",
-        version="1.0.0",
-        instructions="A test server that needs an OAuth access token.",
-        token_verifier=JwtVerifier(issuer, resource),
-        auth=AuthSettings(
+class StaticVerifier:
+    """Accepts exactly the configured bearer tokens, each standing for its subject."""
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        # token -> subject
+        self.tokens = tokens
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        subject = next((s for t, s in self.tokens.items() if hmac.compare_digest(t, token)), None)
+        if subject is None:
+            logger.warning("refused a static token")
+            return None
+        return AccessToken(token=token, client_id="", scopes=[], subject=subject)
+
+
+def build_server(issuer: str | None, resource: str, scopes: list[str], static_tokens: dict[str, str]) -> MCPServer:
+    if static_tokens:
+        # No resource server URL: no protected-resource metadata and no `resource_metadata` in
+        # the challenge, so nothing points a client at OAuth. The issuer is required by the SDK's
+        # settings but never published.
+        verifier: Any = StaticVerifier(static_tokens)
+        auth = AuthSettings(
+            issuer_url=issuer or "http://127.0.0.1:9",
+            resource_server_url=None,
+            required_scopes=[],
+        )
+        instructions = "A test server that needs a static bearer token."
+    else:
+        assert issuer is not None
+        verifier = JwtVerifier(issuer, resource)
+        auth = AuthSettings(
             issuer_url=issuer,
             resource_server_url=resource,
             required_scopes=scopes,
             validate_token_resource=True,
-        ),
+        )
+        instructions = "A test server that needs an OAuth access token."
+    server = MCPServer(
+        "switchboard-protected",
+        version="1.0.0",
+        instructions=instructions,
+        token_verifier=verifier,
+        auth=auth,
     )
 
     @server.tool(description="Returns the subject (`sub`) of the access token of this request.", structured_output=False)
@@ -165,10 +204,25 @@ def build_server(issuer: str, resource: str, scopes: list[str]) -> MCPServer:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--issuer", required=True, help="the authorization server's issuer URL")
+    parser.add_argument("--issuer", help="the authorization server's issuer URL")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--scope", action="append", help="a scope every token needs (repeatable; default mcp)")
+    parser.add_argument(
+        "--static-token",
+        action="append",
+        default=[],
+        metavar="SUBJECT=TOKEN",
+        help="accept this static bearer token, standing for SUBJECT, instead of OAuth (repeatable)",
+    )
     args = parser.parse_args()
+    static_tokens: dict[str, str] = {}
+    for pair in args.static_token:
+        subject, sep, token = pair.partition("=")
+        if not sep or not subject or not token:
+            parser.error(f"--static-token expects SUBJECT=TOKEN, got {pair!r}")
+        static_tokens[token] = subject
+    if (args.issuer is None) == (not static_tokens):
+        parser.error("give either --issuer or at least one --static-token")
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
     # Bound first, so that the resource URL (and with it the metadata) names the real port.
@@ -179,7 +233,7 @@ def main() -> None:
     port = sock.getsockname()[1]
     resource = f"http://127.0.0.1:{port}/mcp"
 
-    server = build_server(args.issuer, resource, args.scope or ["mcp"])
+    server = build_server(args.issuer, resource, args.scope or ["mcp"], static_tokens)
     app = server.streamable_http_app(host="127.0.0.1")
     config = uvicorn.Config(app, log_level="info")
     print(f"PEER_READY {resource}", flush=True)

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod audit;
+mod chat;
 mod connectors;
 mod mcp;
 mod oauth;
@@ -25,6 +26,7 @@ use crate::error::{ApiError, ApiResult};
 
 pub(crate) use accounts::*;
 pub(crate) use audit::*;
+pub(crate) use chat::*;
 pub(crate) use connectors::*;
 pub(crate) use mcp::*;
 pub(crate) use oauth::*;
@@ -54,6 +56,39 @@ pub(crate) fn routes(state: State) -> Router {
             get(list_connectors).post(create_connector),
         )
         .route("/orgs/{org_id}/audit", get(list_audit))
+        .route(
+            "/orgs/{org_id}/chat-model",
+            get(get_chat_model)
+                .put(set_chat_model)
+                .delete(clear_chat_model),
+        )
+        .route(
+            "/orgs/{org_id}/conversations",
+            get(list_conversations).post(create_conversation),
+        )
+        .route(
+            "/conversations/{conversation_id}",
+            get(get_conversation)
+                .patch(update_conversation)
+                .delete(delete_conversation),
+        )
+        .route(
+            "/conversations/{conversation_id}/messages",
+            post(post_message),
+        )
+        .route(
+            "/conversations/{conversation_id}/events",
+            get(conversation_events),
+        )
+        .route(
+            "/conversations/{conversation_id}/approvals/{call_id}",
+            post(answer_approval),
+        )
+        .route(
+            "/conversations/{conversation_id}/elicitations/{elicitation_id}",
+            post(answer_elicitation),
+        )
+        .route("/conversations/{conversation_id}/cancel", post(cancel_turn))
         .route("/orgs/{org_id}/audit/export", get(export_audit))
         .route(
             "/connectors/{connector_id}",

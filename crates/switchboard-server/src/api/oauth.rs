@@ -28,6 +28,11 @@ pub(crate) struct AuthorizeRequest {
     /// the caller's own. Defaults to what the connector's credential scope calls for.
     #[serde(rename = "for")]
     holder: Option<Holder>,
+    /// For a command-line client on the browser's machine: a loopback address
+    /// (`http://127.0.0.1:PORT/...` or `http://[::1]:PORT/...`, RFC 8252 §7.3) it listens at.
+    /// After the callback the browser is sent there, with `outcome=connected` (and
+    /// `connector`, `holder`) or `outcome=failed` (and `message`) added to the query.
+    return_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
@@ -52,7 +57,10 @@ pub(crate) async fn authorize_connector(
     let (access, id) = connector_access(&state, &actor, &connector_id).await?;
     let for_org = req.holder.map(|h| matches!(h, Holder::Organization));
     Ok(Json(
-        state.app.authorize_connector(&access, id, for_org).await?,
+        state
+            .app
+            .authorize_connector(&access, id, for_org, req.return_to.as_deref())
+            .await?,
     ))
 }
 
@@ -171,19 +179,43 @@ pub(crate) async fn start(AxState(state): AxState<State>, RawQuery(query): RawQu
 }
 
 /// The redirect back from the authorization server: completes the authorization and shows
-/// the outcome in words.
+/// the outcome in words, or sends the browser on to the loopback address of the command-line
+/// client that started it, with the outcome in the query.
 pub(crate) async fn callback(
     AxState(state): AxState<State>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let binding = cookie(&headers, BINDING_COOKIE);
-    let outcome = state
+    let completion = state
         .app
         .complete_authorization(&query.unwrap_or_default(), binding.as_deref())
         .await;
-    let mut response = match outcome {
-        Ok(done) => page(
+    let mut response = match (completion.outcome, completion.return_to) {
+        (outcome, Some(mut url)) => {
+            {
+                let mut pairs = url.query_pairs_mut();
+                match outcome {
+                    Ok(done) => pairs
+                        .append_pair("outcome", "connected")
+                        .append_pair("connector", &done.connector)
+                        .append_pair("holder", holder_name(done.holder)),
+                    // The message as the API would give it: 5xx details stay in the log.
+                    Err(e) => pairs
+                        .append_pair("outcome", "failed")
+                        .append_pair("message", ApiError::from(e).message()),
+                };
+            }
+            let mut response = Redirect::to(url.as_str()).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+            response
+        }
+        (Ok(done), None) => page(
             StatusCode::OK,
             "Connected",
             &format!(
@@ -195,7 +227,7 @@ pub(crate) async fn callback(
                 }
             ),
         ),
-        Err(e) => failure_page(e),
+        (Err(e), None) => failure_page(e),
     };
     // The binding has served its one purpose.
     let secure = if state.config.cookie_secure {
@@ -217,6 +249,14 @@ pub(crate) async fn client_metadata(AxState(state): AxState<State>) -> Response 
     match state.app.client_metadata_document() {
         Some(doc) => Json(doc).into_response(),
         None => ApiError::not_found("client metadata document").into_response(),
+    }
+}
+
+/// The query's name for whose grant an authorization made.
+fn holder_name(holder: switchboard_domain::CredentialScope) -> &'static str {
+    match holder {
+        switchboard_domain::CredentialScope::Shared => "organization",
+        switchboard_domain::CredentialScope::Member => "member",
     }
 }
 

@@ -82,6 +82,7 @@ impl TestServer {
         };
         let app = Arc::new(App::new(Arc::new(store), KeyRing::generate(), service).unwrap());
         let _watch = app.watch_list_changes();
+        let _turns = app.watch_turns();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -350,6 +350,7 @@ async fn tables_and_column_types_match_the_shared_schema() {
                 ColumnType::Text => "text",
                 ColumnType::Int => "bigint",
                 ColumnType::Json => "jsonb",
+                ColumnType::Bool => "boolean",
             };
             assert_eq!(actual, want, "{}.{column}", table.name);
         }

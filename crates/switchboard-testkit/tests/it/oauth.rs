@@ -277,6 +277,56 @@ async fn the_protected_server_challenges_and_both_metadata_documents_are_served(
 }
 
 #[tokio::test]
+async fn a_static_token_server_accepts_only_its_tokens_and_names_their_subjects() {
+    let mcp = ProtectedMcpServer::start_static(&[("alice", "tok-alice"), ("bob", "tok-bob")]).await;
+
+    // No token, or another one: a plain Bearer challenge that points at no OAuth metadata.
+    for token in [None, Some("tok-mallory")] {
+        let response = client()
+            .post(mcp.url())
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(token.unwrap_or_default())
+            .json(&initialize_request("2025-11-25"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{token:?}");
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.starts_with("Bearer "), "{challenge}");
+        assert!(!challenge.contains("resource_metadata"), "{challenge}");
+    }
+    let metadata = client()
+        .get(mcp.resource_metadata_url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metadata.status(), 404);
+
+    for (subject, token) in [("alice", "tok-alice"), ("bob", "tok-bob")] {
+        let init = post_with_token(
+            mcp.url(),
+            None,
+            Some(token),
+            &initialize_request("2025-11-25"),
+        )
+        .await;
+        assert_eq!(init.status, 200, "{}", mcp.output());
+        let whoami = post_with_token(
+            mcp.url(),
+            init.session.as_deref(),
+            Some(token),
+            &request(
+                2,
+                "tools/call",
+                json!({ "name": "whoami", "arguments": {} }),
+            ),
+        )
+        .await;
+        assert_eq!(tool_text(&whoami.message.unwrap()), subject);
+    }
+}
+
+#[tokio::test]
 async fn the_authorization_server_requires_pkce() {
     let issuer = OidcProvider::start(OidcOptions::default()).await;
     let callback = Callback::start().await;

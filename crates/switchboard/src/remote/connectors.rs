@@ -8,6 +8,7 @@ use crate::cli::{ConnectorCommand, CredentialArgs, FloorArg, PreferenceArg};
 use crate::client::Api;
 use crate::output::{Table, print_json, text, time, truncate};
 use crate::prompt;
+use crate::remote::loopback::{Loopback, Returned};
 use crate::remote::{OrgRef, engine, id_of, resolve_connector, resolve_org};
 
 /// Splits `Name: value` (the colon may also be an equals sign, as in curl's habit of
@@ -68,6 +69,7 @@ fn print_connector(json: bool, c: &Value) {
         ("last error", text(c, "last_error")),
         ("auth", text(c, "auth_method")),
         ("credential", text(c, "has_credential")),
+        ("credential held by", text(c, "credential_scope")),
         ("transport", text(c, "transport")),
         ("protocol", text(c, "protocol_version")),
         ("created", time(c, "created_at")),
@@ -133,6 +135,9 @@ pub async fn run(
             clear_description,
             remove_credential,
             credential: cred,
+            auth,
+            per_member,
+            shared,
         } => {
             let found = resolve_connector(api, &org, &connector).await?;
             let mut patch = Map::new();
@@ -153,9 +158,17 @@ pub async fn run(
             } else if let Some(cred) = credential(&cred)? {
                 patch.insert("credential".into(), cred);
             }
+            if let Some(auth) = auth {
+                patch.insert("auth_method".into(), json!(auth.as_str()));
+            }
+            if per_member {
+                patch.insert("credential_scope".into(), json!("member"));
+            } else if shared {
+                patch.insert("credential_scope".into(), json!("shared"));
+            }
             if patch.is_empty() {
                 bail!(
-                    "nothing to change; give at least one of --name, --url, --description, --clear-description, a credential or --remove-credential"
+                    "nothing to change; give at least one of --name, --url, --description, --clear-description, a credential, --remove-credential, --auth, --per-member or --shared"
                 );
             }
             let changed = api
@@ -294,8 +307,9 @@ pub async fn run(
         ConnectorCommand::Connect {
             connector,
             open,
+            loopback,
             timeout,
-        } => connect(api, json, &org, &connector, open, timeout).await,
+        } => connect(api, json, &org, &connector, open, loopback || open, timeout).await,
         ConnectorCommand::Disconnect { connector } => {
             let found = resolve_connector(api, &org, &connector).await?;
             api.delete(&["connectors", &id_of(&found)?, "authorization"])
@@ -419,21 +433,31 @@ async fn set_enabled(
 }
 
 /// `connector connect`: starts the authorization, shows (or opens) the link, and waits until
-/// the grant is stored or the wait runs out.
+/// the grant is stored or the wait runs out. With `loopback` the browser also comes back to
+/// this command at a loopback address (see `loopback.rs`), which ends the wait at once;
+/// either way the grant is confirmed with the API before it is reported.
 async fn connect(
     api: &Api,
     json: bool,
     org: &OrgRef,
     connector: &str,
     open: bool,
+    loopback: bool,
     timeout: u64,
 ) -> Result<()> {
     let found = resolve_connector(api, org, connector).await?;
     let id = id_of(&found)?;
     let before = api.get(&["connectors", &id, "authorization"]).await?;
-    let started = api
-        .post(&["connectors", &id, "authorize"], &json!({}))
-        .await?;
+    let mut listener = if loopback {
+        Some(Loopback::bind(&text(&found, "name")).await?)
+    } else {
+        None
+    };
+    let mut body = json!({});
+    if let Some(listener) = &listener {
+        body["return_to"] = json!(listener.url());
+    }
+    let started = api.post(&["connectors", &id, "authorize"], &body).await?;
     let url = text(&started, "url");
     if json {
         println!("{started}");
@@ -445,25 +469,60 @@ async fn connect(
     if open && let Err(e) = open_in_browser(&url) {
         eprintln!("could not open a browser ({e}); open the link by hand");
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
     let spinner = crate::spinner::Spinner::start("waiting for the authorization to complete");
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let now = api.get(&["connectors", &id, "authorization"]).await?;
-        let renewed = now.get("updated_at") != before.get("updated_at");
-        if renewed && now.get("connected") == Some(&Value::Bool(true)) {
-            drop(spinner);
-            if !json {
-                println!("connected {connector}");
+    let connected = |now: &Value| {
+        now.get("updated_at") != before.get("updated_at")
+            && now.get("connected") == Some(&Value::Bool(true))
+    };
+    let status = loop {
+        tokio::select! {
+            returned = next_return(&mut listener) => match returned {
+                Some(Returned::Connected) => {
+                    let now = api.get(&["connectors", &id, "authorization"]).await?;
+                    if connected(&now) {
+                        break now;
+                    }
+                }
+                Some(Returned::Failed(why)) => {
+                    drop(spinner);
+                    bail!("the authorization of {connector} failed: {why}");
+                }
+                // The listener stopped: asking the server is left.
+                None => listener = None,
+            },
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                let now = api.get(&["connectors", &id, "authorization"]).await?;
+                if connected(&now) {
+                    break now;
+                }
             }
-            return Ok(());
+            () = tokio::time::sleep_until(deadline) => {
+                drop(spinner);
+                bail!(
+                    "the authorization did not complete within {timeout} seconds; run the command again"
+                );
+            }
         }
-        if std::time::Instant::now() > deadline {
-            drop(spinner);
-            bail!(
-                "the authorization did not complete within {timeout} seconds; run the command again"
-            );
-        }
+    };
+    drop(spinner);
+    if json {
+        println!("{status}");
+    } else {
+        let whose = match status.get("holder").and_then(Value::as_str) {
+            Some("member") => " to your account",
+            _ => " for the organization",
+        };
+        println!("connected {connector}{whose}");
+    }
+    Ok(())
+}
+
+/// The next outcome the browser brings to the loopback listener; never, without one.
+async fn next_return(listener: &mut Option<Loopback>) -> Option<Returned> {
+    match listener {
+        Some(listener) => listener.next().await,
+        None => std::future::pending().await,
     }
 }
 

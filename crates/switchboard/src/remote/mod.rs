@@ -6,6 +6,7 @@ pub mod audit;
 pub mod call;
 pub mod connectors;
 pub mod engine;
+pub mod loopback;
 pub mod orgs;
 
 use anyhow::{Result, bail};

@@ -255,6 +255,89 @@ fn the_command_line_manages_connectors_through_a_running_server() {
 }
 
 #[test]
+fn editing_a_connector_changes_its_auth_method_and_who_holds_its_credential() {
+    let s = Scratch::new();
+    s.create_owner("ada@example.org", "acme", &[]);
+    let server = s.serve(&[]);
+    s.login(&server, "ada@example.org");
+    let added = s
+        .run(&[
+            "connector",
+            "add",
+            "Docs",
+            "https://docs.example.com/mcp",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(added["auth_method"], "unknown");
+    assert_eq!(added["credential_scope"], "shared");
+
+    let edited = s
+        .run(&[
+            "connector",
+            "edit",
+            "Docs",
+            "--auth",
+            "oauth",
+            "--per-member",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(edited["auth_method"], "oauth", "{edited}");
+    assert_eq!(edited["credential_scope"], "member", "{edited}");
+    let shown = s.run(&["connector", "show", "Docs", "--json"]).ok().json();
+    assert_eq!(shown["auth_method"], "oauth", "{shown}");
+    assert_eq!(shown["credential_scope"], "member", "{shown}");
+
+    // Back to one shared credential, sent as headers; the table says what changed.
+    let out = s
+        .run(&["connector", "edit", "Docs", "--shared", "--auth", "headers"])
+        .ok();
+    assert!(out.stdout.contains("changed the connector Docs"), "{out:?}");
+    assert!(out.stdout.contains("headers"), "{out:?}");
+    let held_by = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("credential held by"))
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(held_by.contains("shared"), "{held_by}");
+    let shown = s.run(&["connector", "show", "Docs", "--json"]).ok().json();
+    assert_eq!(shown["auth_method"], "headers", "{shown}");
+    assert_eq!(shown["credential_scope"], "shared", "{shown}");
+
+    // Each flag alone changes only its own field.
+    let edited = s
+        .run(&["connector", "edit", "Docs", "--per-member", "--json"])
+        .ok()
+        .json();
+    assert_eq!(edited["auth_method"], "headers", "{edited}");
+    assert_eq!(edited["credential_scope"], "member", "{edited}");
+
+    // Both scopes at once is a usage error; an unknown method is refused by the parser.
+    let both = s.run(&["connector", "edit", "Docs", "--per-member", "--shared"]);
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+    assert!(both.stderr.contains("--shared"), "{both:?}");
+    let unknown = s.run(&["connector", "edit", "Docs", "--auth", "unknown"]);
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    let error = s.run(&["connector", "edit", "Docs"]).error();
+    assert!(
+        error.contains("--auth") && error.contains("--per-member"),
+        "{error}"
+    );
+
+    // Every change is audited with what it changed.
+    let audit = s
+        .run(&["audit", "export", "--action", "connector_updated"])
+        .ok()
+        .stdout;
+    assert_eq!(audit.lines().count(), 3, "{audit}");
+    assert!(audit.contains("\"credential_scope\":\"member\""), "{audit}");
+    assert!(audit.contains("\"auth_method\":\"oauth\""), "{audit}");
+}
+
+#[test]
 fn org_and_user_commands() {
     let s = Scratch::new();
     s.create_owner("ada@example.org", "acme", &[]);

@@ -10,7 +10,7 @@ use switchboard_domain::{ConnectorId, OrgId, Timestamp, grant_seal_context};
 use switchboard_seal::{KeyRing, Sealed};
 use switchboard_testkit::{Authorization, Browser, OidcOptions, OidcProvider, ProtectedMcpServer};
 
-use crate::support::{PASSWORD, Scratch, open_data_dir, runtime};
+use crate::support::{PASSWORD, Scratch, Server, open_data_dir, runtime};
 
 /// The owner every test signs in as.
 const OWNER: &str = "ada@example.org";
@@ -805,4 +805,627 @@ fn no_token_leaks_into_logs_answers_or_the_database() {
             "the {what} is stored in plain text in {stored:?}"
         );
     }
+}
+
+// ---- Per-member credentials, pre-registered clients, validation before a grant, the CLI ----
+
+/// Adds a new account `email` to the caller's first organization as a plain member.
+async fn add_member(api: &Api, email: &str) {
+    let org = api.org().await;
+    let added = api
+        .post(
+            &format!("/orgs/{org}/members"),
+            json!({"email": email, "role": "member", "display_name": email, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+}
+
+/// Opens `url` in Chromium signed in at the authorization server as `login`.
+async fn browse_as(browser: &Browser, login: &str, url: &str, prefix: &str) -> Authorization {
+    browse(&browser.clone().with_login(login), url, prefix).await
+}
+
+/// Registers a connector with `body` (name, url and more) in the caller's first organization.
+async fn create(api: &Api, body: Value) -> String {
+    let org = api.org().await;
+    let created = api.post(&format!("/orgs/{org}/connectors"), body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn validate(api: &Api, id: &str) -> Value {
+    let validation = api
+        .post(&format!("/connectors/{id}/validate"), json!({}))
+        .await;
+    assert_eq!(validation.status, 200, "{}", validation.text);
+    validation.body
+}
+
+/// A token value unique to this run, so that a search for it finds only this test's copies.
+fn unique_token(who: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("sb-static-{who}-{nanos:x}-{}", std::process::id())
+}
+
+#[test]
+fn members_bring_their_own_bearer_tokens_and_each_call_runs_as_its_owner() {
+    let rt = runtime();
+    let ada_token = unique_token("ada");
+    let bob_token = unique_token("bob");
+    let mcp = rt.block_on(ProtectedMcpServer::start_static(&[
+        ("ada", &ada_token),
+        ("bob", &bob_token),
+    ]));
+    let s = Scratch::new();
+    s.create_owner(OWNER, "acme", &[]);
+    let server = s.serve(&[LOOPBACK, ("SWITCHBOARD_LOG_LEVEL", "trace")]);
+    let answers = rt.block_on(async {
+        let ada = Api::sign_in(&server.url, OWNER).await;
+        add_member(&ada, "bob@example.org").await;
+        let bob = Api::sign_in(&server.url, "bob@example.org").await;
+        let id = create(
+            &ada,
+            json!({"name": "Tokens", "url": mcp.url(), "credential_scope": "member",
+                   "auth_method": "bearer"}),
+        )
+        .await;
+        let mut answers = Vec::new();
+
+        // The admin has not set their own token yet: validation meets the 401, shows it and
+        // says what is missing.
+        let v = validate(&ada, &id).await;
+        assert_eq!(v["connector"]["status"], "needs_auth", "{v:#}");
+        assert_eq!(v["connector"]["credential_scope"], "member", "{v:#}");
+        let last_error = v["connector"]["last_error"].as_str().unwrap_or_default();
+        assert!(
+            last_error.contains("set your own bearer token"),
+            "{last_error}"
+        );
+        let steps = v["auth"]["steps"].as_array().expect("detection steps");
+        assert!(
+            steps
+                .iter()
+                .any(|s| s["name"] == "mcp_request" && s["status"] == 401),
+            "{steps:#?}"
+        );
+        answers.push(v.to_string());
+
+        // Each member sets their own token; the answer never holds it.
+        let set = ada
+            .send(
+                reqwest::Method::PUT,
+                &format!("/connectors/{id}/credential"),
+                Some(json!({"kind": "bearer", "token": ada_token})),
+            )
+            .await;
+        assert_eq!(set.status, 204, "{}", set.text);
+        let v = validate(&ada, &id).await;
+        assert_eq!(v["connector"]["status"], "active", "{v:#}");
+        assert_eq!(
+            v["connector"]["has_credential"], false,
+            "no shared one: {v:#}"
+        );
+        answers.push(v.to_string());
+        assert_called_as(&whoami(&ada, &id).await, "ada");
+
+        // Bob has none: the call says what he must bring.
+        let refused = whoami(&bob, &id).await;
+        assert_eq!(refused.status, 409, "{}", refused.text);
+        assert_eq!(refused.code(), "needs_auth", "{}", refused.text);
+        let message = refused.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            message.contains("you have not set yours") && message.contains("bearer token"),
+            "{message}"
+        );
+        answers.push(refused.text);
+
+        let set = bob
+            .send(
+                reqwest::Method::PUT,
+                &format!("/connectors/{id}/credential"),
+                Some(json!({"kind": "bearer", "token": bob_token})),
+            )
+            .await;
+        assert_eq!(set.status, 204, "{}", set.text);
+        // Interleaved, each call runs with its caller's own token.
+        for _ in 0..2 {
+            let as_bob = whoami(&bob, &id).await;
+            assert_called_as(&as_bob, "bob");
+            let as_ada = whoami(&ada, &id).await;
+            assert_called_as(&as_ada, "ada");
+            answers.extend([as_bob.text, as_ada.text]);
+        }
+
+        // A member cannot set the organization's credential, nor read anyone's.
+        let shared = bob
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/connectors/{id}"),
+                Some(json!({"credential": {"kind": "bearer", "token": "x"}})),
+            )
+            .await;
+        assert_eq!(shared.status, 403, "{}", shared.text);
+
+        // Bob removes his token: he needs one again, Ada is unaffected.
+        let removed = bob
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/connectors/{id}/credential"),
+                None,
+            )
+            .await;
+        assert_eq!(removed.status, 204, "{}", removed.text);
+        assert_eq!(whoami(&bob, &id).await.code(), "needs_auth");
+        assert_called_as(&whoami(&ada, &id).await, "ada");
+
+        let org = ada.org().await;
+        for path in [
+            format!("/connectors/{id}"),
+            format!("/orgs/{org}/connectors"),
+            format!("/connectors/{id}/functions"),
+            format!("/orgs/{org}/audit"),
+        ] {
+            for api in [&ada, &bob] {
+                answers.push(api.get(&path).await.text);
+            }
+        }
+        answers
+    });
+    let log = format!("{}{}", server.stdout(), server.stderr());
+    assert!(log.contains("TRACE"), "trace logging is on");
+    drop(server);
+    for token in [&ada_token, &bob_token] {
+        for answer in &answers {
+            assert!(!answer.contains(token.as_str()), "a token is in {answer}");
+        }
+        assert!(!log.contains(token.as_str()), "a token is in the log");
+        let stored = files_containing(&s.data_dir(), token.as_bytes());
+        assert!(
+            stored.is_empty(),
+            "a token is stored in plain text: {stored:?}"
+        );
+    }
+}
+
+#[test]
+fn every_member_connects_their_own_account_and_calls_run_as_that_login() {
+    let Some(browser) = browser() else { return };
+    let rt = runtime();
+    let p = rt.block_on(peers(OidcOptions::default()));
+    let s = Scratch::new();
+    s.create_owner(OWNER, "acme", &[]);
+    let server = s.serve(&[LOOPBACK]);
+    rt.block_on(async {
+        let ada = Api::sign_in(&server.url, OWNER).await;
+        add_member(&ada, "bob@example.org").await;
+        let bob = Api::sign_in(&server.url, "bob@example.org").await;
+        let id = create(
+            &ada,
+            json!({"name": "Protected", "url": p.mcp.url(), "credential_scope": "member",
+                   "auth_method": "oauth"}),
+        )
+        .await;
+        let callback = format!("{}/oauth/callback", server.url);
+
+        // Before anyone connects: validation detects OAuth and waits for a grant.
+        let v = validate(&ada, &id).await;
+        assert_eq!(v["connector"]["status"], "needs_auth", "{v:#}");
+        assert_eq!(v["auth"]["oauth"]["issuer"], p.oidc.issuer(), "{v:#}");
+
+        // The organization cannot hold this connector's grant.
+        let for_org = ada
+            .post(
+                &format!("/connectors/{id}/authorize"),
+                json!({"for": "organization"}),
+            )
+            .await;
+        assert_eq!(for_org.status, 409, "{}", for_org.text);
+
+        // Ada (an owner) connects her own account as alice; that also validates the connector.
+        let started = ada
+            .post(&format!("/connectors/{id}/authorize"), json!({}))
+            .await;
+        assert_eq!(started.status, 200, "{}", started.text);
+        let run = browse_as(
+            &browser,
+            "alice",
+            started.body["url"].as_str().unwrap(),
+            &callback,
+        )
+        .await;
+        let outcome = run.outcome.clone().unwrap_or_default();
+        assert!(
+            outcome.contains("Protected is connected to your account"),
+            "{run:?}"
+        );
+        assert_eq!(ada.connector(&id).await["status"], "active");
+        assert_called_as(&whoami(&ada, &id).await, "alice");
+
+        // Bob has no grant of his own: his calls and his status say so.
+        let refused = whoami(&bob, &id).await;
+        assert_eq!(refused.status, 409, "{}", refused.text);
+        assert_eq!(refused.code(), "needs_auth", "{}", refused.text);
+        assert!(
+            refused.text.contains("you have not connected your account"),
+            "{}",
+            refused.text
+        );
+        let status = bob.authorization(&id).await;
+        assert_eq!(status.status, 200, "{}", status.text);
+        assert_eq!(status.body["connected"], false, "{}", status.text);
+        assert_eq!(status.body["holder"], "member", "{}", status.text);
+        assert_eq!(status.body["status"], Value::Null, "{}", status.text);
+        let status = ada.authorization(&id).await;
+        assert_eq!(status.body["connected"], true, "{}", status.text);
+        assert_eq!(status.body["holder"], "member", "{}", status.text);
+
+        // Bob connects his own account as bob.
+        let started = bob
+            .post(&format!("/connectors/{id}/authorize"), json!({}))
+            .await;
+        assert_eq!(started.status, 200, "{}", started.text);
+        let run = browse_as(
+            &browser,
+            "bob",
+            started.body["url"].as_str().unwrap(),
+            &callback,
+        )
+        .await;
+        assert!(
+            run.outcome
+                .as_deref()
+                .is_some_and(|o| o.contains("connected to your account")),
+            "{run:?}"
+        );
+        let status = bob.authorization(&id).await;
+        assert_eq!(status.body["connected"], true, "{}", status.text);
+        assert_eq!(status.body["issuer"], p.oidc.issuer(), "{}", status.text);
+        assert_called_as(&whoami(&bob, &id).await, "bob");
+        assert_called_as(&whoami(&ada, &id).await, "alice");
+        let info = bob.call(&id, "token_info", json!({})).await;
+        assert!(info.text.contains("bob"), "{}", info.text);
+
+        // Bob disconnects: only his grant goes.
+        let gone = bob
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/connectors/{id}/authorization"),
+                None,
+            )
+            .await;
+        assert_eq!(gone.status, 204, "{}", gone.text);
+        assert_eq!(whoami(&bob, &id).await.code(), "needs_auth");
+        assert_eq!(bob.authorization(&id).await.body["connected"], false);
+        assert_called_as(&whoami(&ada, &id).await, "alice");
+        assert_eq!(ada.authorization(&id).await.body["connected"], true);
+    });
+}
+
+#[test]
+fn a_pre_registered_client_entered_by_an_admin_is_used_and_nothing_is_registered() {
+    let Some(browser) = browser() else { return };
+    let rt = runtime();
+    let s = Scratch::new();
+    s.create_owner(OWNER, "acme", &[]);
+    // Switchboard first: the client is registered with its callback address.
+    let server = s.serve(&[LOOPBACK]);
+    let callback = format!("{}/oauth/callback", server.url);
+    let secret = unique_token("client-secret");
+    let client = json!({
+        "client_id": "switchboard-preregistered",
+        "client_secret": secret,
+        "redirect_uris": [callback],
+        "token_endpoint_auth_method": "client_secret_basic",
+    });
+    let p = rt.block_on(peers(OidcOptions {
+        clients: vec![client],
+        ..short_tokens()
+    }));
+    let answers = rt.block_on(async {
+        let api = Api::sign_in(&server.url, OWNER).await;
+        let id = register(&api, p.mcp.url()).await;
+        let v = validate(&api, &id).await;
+        assert_eq!(v["connector"]["auth_method"], "oauth", "{v:#}");
+
+        let entered = api
+            .send(
+                reqwest::Method::PUT,
+                &format!("/connectors/{id}/oauth/client"),
+                Some(json!({"client_id": "switchboard-preregistered", "client_secret": secret})),
+            )
+            .await;
+        assert_eq!(entered.status, 204, "{}", entered.text);
+
+        let started = api
+            .post(&format!("/connectors/{id}/authorize"), json!({}))
+            .await;
+        assert_eq!(started.status, 200, "{}", started.text);
+        let run = browse(&browser, started.body["url"].as_str().unwrap(), &callback).await;
+        assert_eq!(run.status, Some(200), "{run:?}");
+        assert_eq!(api.connector(&id).await["status"], "active");
+
+        // The tokens were issued to the pre-registered client.
+        let info = api.call(&id, "token_info", json!({})).await;
+        assert_eq!(info.status, 200, "{}", info.text);
+        let claims: Value = info.body["result"]["content"][0]["text"]
+            .as_str()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_else(|| panic!("no token_info text in {}", info.text));
+        assert_eq!(claims["client_id"], "switchboard-preregistered", "{claims}");
+        // A refresh authenticates as that client too (client_secret_basic).
+        wait_for_expiry(&api, &id).await;
+        let before = p.oidc.token_requests().await.unwrap();
+        assert_called_as(&whoami(&api, &id).await, "alice");
+        assert!(p.oidc.token_requests().await.unwrap() > before);
+
+        let org = api.org().await;
+        let audit = api.get(&format!("/orgs/{org}/audit")).await;
+        assert!(audit.text.contains("preregistered"), "{}", audit.text);
+        vec![
+            entered.text,
+            started.text,
+            info.text,
+            audit.text,
+            api.get(&format!("/connectors/{id}")).await.text,
+            api.authorization(&id).await.text,
+        ]
+    });
+    // Dynamic registration was never asked for.
+    let requests = p.oidc.output();
+    assert!(requests.contains("POST /token"), "{requests}");
+    assert!(!requests.contains("POST /reg"), "{requests}");
+    for answer in &answers {
+        assert!(
+            !answer.contains(&secret),
+            "the client secret is in {answer}"
+        );
+    }
+    drop(server);
+    let stored = files_containing(&s.data_dir(), secret.as_bytes());
+    assert!(
+        stored.is_empty(),
+        "the client secret is stored in plain text: {stored:?}"
+    );
+}
+
+#[test]
+fn validating_an_oauth_connector_before_any_grant_detects_and_waits_for_authorization() {
+    let rt = runtime();
+    let p = rt.block_on(peers(OidcOptions::default()));
+    let s = Scratch::new();
+    s.create_owner(OWNER, "acme", &[]);
+    let server = s.serve(&[LOOPBACK]);
+    rt.block_on(async {
+        let api = Api::sign_in(&server.url, OWNER).await;
+        // The admin chose OAuth: no detection has run, no grant exists.
+        let id = create(
+            &api,
+            json!({"name": "Protected", "url": p.mcp.url(), "auth_method": "oauth"}),
+        )
+        .await;
+        let created = api.connector(&id).await;
+        assert_eq!(created["auth_detail"], Value::Null, "{created}");
+
+        let v = validate(&api, &id).await;
+        let connector = &v["connector"];
+        assert_eq!(connector["status"], "needs_auth", "{v:#}");
+        assert_eq!(connector["auth_method"], "oauth", "{v:#}");
+        let last_error = connector["last_error"].as_str().unwrap_or_default();
+        assert!(
+            last_error.contains("has not connected this connector yet"),
+            "{last_error}"
+        );
+        // Detection ran and reports its steps.
+        assert_eq!(v["auth"]["method"], "oauth", "{v:#}");
+        assert_eq!(v["auth"]["oauth"]["issuer"], p.oidc.issuer(), "{v:#}");
+        let steps = v["auth"]["steps"].as_array().expect("detection steps");
+        for name in [
+            "mcp_request",
+            "protected_resource_metadata",
+            "authorization_server_metadata",
+        ] {
+            assert!(
+                steps
+                    .iter()
+                    .any(|s| s["name"] == name && s["outcome"] == "found"),
+                "no {name} step in {steps:#?}"
+            );
+        }
+        assert_eq!(v["report"]["ok"], false, "{v:#}");
+        // What detection found is kept for the authorization.
+        let stored = api.connector(&id).await;
+        assert_eq!(stored["status"], "needs_auth", "{stored}");
+        assert_eq!(stored["last_error"], connector["last_error"], "{stored}");
+        assert_eq!(stored["auth_detail"]["issuer"], p.oidc.issuer(), "{stored}");
+        let call = whoami(&api, &id).await;
+        assert_eq!(call.code(), "needs_auth", "{}", call.text);
+
+        // The authorization starts from what validation stored; a loopback return address
+        // must be one.
+        for bad in [
+            "http://evil.example.com:8080/back",
+            "http://localhost:8080/back",
+            "https://127.0.0.1:8080/back",
+        ] {
+            let refused = api
+                .post(
+                    &format!("/connectors/{id}/authorize"),
+                    json!({"return_to": bad}),
+                )
+                .await;
+            assert_eq!(refused.status, 422, "{bad}: {}", refused.text);
+            assert_eq!(
+                refused.body["error"]["field"], "return_to",
+                "{}",
+                refused.text
+            );
+        }
+        let started = api
+            .post(
+                &format!("/connectors/{id}/authorize"),
+                json!({"return_to": "http://127.0.0.1:9/back"}),
+            )
+            .await;
+        assert_eq!(started.status, 200, "{}", started.text);
+        assert_eq!(started.body["issuer"], p.oidc.issuer(), "{}", started.text);
+        assert_eq!(
+            started.body["return_to"], "http://127.0.0.1:9/back",
+            "{}",
+            started.text
+        );
+    });
+}
+
+/// `switchboard` signed in as the owner, with a validated OAuth connector `Protected` shared by
+/// the organization.
+fn cli_with_protected(rt: &tokio::runtime::Runtime, p: &Upstream) -> (Scratch, Server) {
+    let s = Scratch::new();
+    s.create_owner(OWNER, "acme", &[]);
+    let server = s.serve(&[LOOPBACK]);
+    s.login(&server, OWNER);
+    rt.block_on(async {
+        let api = Api::sign_in(&server.url, OWNER).await;
+        let id = register(&api, p.mcp.url()).await;
+        let v = validate(&api, &id).await;
+        assert_eq!(v["connector"]["status"], "needs_auth", "{v:#}");
+    });
+    (s, server)
+}
+
+#[test]
+fn the_command_line_prints_the_link_and_reports_the_connection_once_the_browser_is_done() {
+    let Some(browser) = browser() else { return };
+    let rt = runtime();
+    let p = rt.block_on(peers(OidcOptions::default()));
+    let (s, server) = cli_with_protected(&rt, &p);
+
+    let mut connect = s.spawn(
+        &["connector", "connect", "Protected", "--timeout", "180"],
+        &[],
+    );
+    let line = connect.line(false, Duration::from_secs(60), |l| {
+        l.contains("/oauth/start?state=")
+    });
+    let url = line.trim().to_owned();
+    assert!(
+        url.starts_with(&format!("{}/oauth/start?state=", server.url)),
+        "{url}"
+    );
+    let run = rt.block_on(browse(
+        &browser,
+        &url,
+        &format!("{}/oauth/callback", server.url),
+    ));
+    assert!(
+        run.outcome
+            .as_deref()
+            .is_some_and(|o| o.contains("connected for the organization")),
+        "{run:?}"
+    );
+    let out = connect.finish(Duration::from_secs(60)).ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "connected Protected for the organization",
+        "{out:?}"
+    );
+
+    // The grant works for the command line's calls too.
+    let called = s.run(&["call", "Protected", "whoami"]).ok();
+    assert!(called.stdout.contains("alice"), "{called:?}");
+}
+
+#[test]
+fn the_command_line_waits_on_a_loopback_port_and_the_browser_comes_back_to_it() {
+    let Some(browser) = browser() else { return };
+    let rt = runtime();
+    let p = rt.block_on(peers(OidcOptions::default()));
+    let (s, server) = cli_with_protected(&rt, &p);
+    let args = [
+        "connector",
+        "connect",
+        "Protected",
+        "--loopback",
+        "--json",
+        "--timeout",
+        "180",
+    ];
+
+    // A failure after the browser came back (the code cannot be exchanged while the token
+    // endpoint is down) reaches the command through the browser too, and ends it at once.
+    rt.block_on(p.oidc.set_token_outage(true)).unwrap();
+    let mut failing = s.spawn(&args, &[]);
+    let line = failing.line(true, Duration::from_secs(60), |l| l.starts_with('{'));
+    let started: Value = serde_json::from_str(&line).unwrap();
+    let return_to = started["return_to"].as_str().unwrap().to_owned();
+    let run = rt.block_on(browse(
+        &browser,
+        started["url"].as_str().unwrap(),
+        &return_to,
+    ));
+    assert_eq!(run.param("outcome").as_deref(), Some("failed"), "{run:?}");
+    assert!(
+        run.outcome
+            .as_deref()
+            .is_some_and(|o| o.contains("did not complete") || o.contains("unavailable")),
+        "{run:?}"
+    );
+    let error = failing.finish(Duration::from_secs(60)).error();
+    assert!(
+        error.contains("the authorization of Protected failed") && error.contains("unavailable"),
+        "{error}"
+    );
+    rt.block_on(p.oidc.set_token_outage(false)).unwrap();
+
+    let mut connect = s.spawn(&args, &[]);
+    let line = connect.line(true, Duration::from_secs(60), |l| l.starts_with('{'));
+    let started: Value = serde_json::from_str(&line).unwrap();
+    let url = started["url"].as_str().expect("a start link").to_owned();
+    let return_to = started["return_to"]
+        .as_str()
+        .expect("the loopback address")
+        .to_owned();
+    assert!(return_to.starts_with("http://127.0.0.1:"), "{return_to}");
+    assert!(
+        url.starts_with(&format!("{}/oauth/start?state=", server.url)),
+        "{url}"
+    );
+
+    // The callback sends the browser on to the command, which answers with the outcome.
+    let run = rt.block_on(browse(&browser, &url, &return_to));
+    assert_eq!(run.status, Some(200), "{run:?}");
+    assert_eq!(
+        run.param("outcome").as_deref(),
+        Some("connected"),
+        "{run:?}"
+    );
+    assert_eq!(
+        run.param("holder").as_deref(),
+        Some("organization"),
+        "{run:?}"
+    );
+    assert!(run.final_url.starts_with(&return_to), "{run:?}");
+    assert!(
+        run.outcome
+            .as_deref()
+            .is_some_and(|o| o.contains("Protected is connected")),
+        "{run:?}"
+    );
+    let out = connect.finish(Duration::from_secs(60)).ok();
+    let last = out.stdout.lines().last().unwrap_or_default();
+    let status: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(status["connected"], true, "{status}");
+    assert_eq!(status["holder"], "shared", "{status}");
+    assert_eq!(status["issuer"], p.oidc.issuer(), "{status}");
+    // The secrets stay with the server: no code or token went through the command.
+    assert!(!out.stdout.contains("code="), "{out:?}");
+    assert!(find_jwt(out.stdout.as_bytes()).is_none(), "{out:?}");
+
+    let called = s.run(&["call", "Protected", "whoami"]).ok();
+    assert!(called.stdout.contains("alice"), "{called:?}");
 }

@@ -234,6 +234,108 @@ impl Scratch {
     }
 }
 
+/// A command still running, whose output arrives line by line.
+pub struct Running {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    stdout_text: Arc<Mutex<String>>,
+    stderr_text: Arc<Mutex<String>>,
+}
+
+impl Scratch {
+    /// Starts the binary with `env` set and no standard input, without waiting for it.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the switchboard binary starts");
+        let stdout_text = Arc::new(Mutex::new(String::new()));
+        let stderr_text = Arc::new(Mutex::new(String::new()));
+        let (out_tx, stdout) = mpsc::channel();
+        let (err_tx, stderr) = mpsc::channel();
+        drain(
+            child.stdout.take().expect("piped stdout"),
+            stdout_text.clone(),
+            Some(out_tx),
+        );
+        drain(
+            child.stderr.take().expect("piped stderr"),
+            stderr_text.clone(),
+            Some(err_tx),
+        );
+        Running {
+            child,
+            stdout,
+            stderr,
+            stdout_text,
+            stderr_text,
+        }
+    }
+}
+
+impl Running {
+    /// The first line of standard output (`stdout`) or standard error that `wanted` accepts,
+    /// waiting up to `limit`; panics with what the command printed when none comes.
+    pub fn line(&mut self, stdout: bool, limit: Duration, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        let lines = if stdout { &self.stdout } else { &self.stderr };
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no such line within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout_text.lock().unwrap(),
+                    self.stderr_text.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Waits up to `limit` for the command to finish, and returns what it printed.
+    pub fn finish(mut self, limit: Duration) -> Output {
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the command") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the command did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout_text.lock().unwrap(),
+                    self.stderr_text.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // The pipes close with the process; each reader then finishes its last lines and
+        // drops its sender, which ends the wait at once (the bound is for a stuck reader).
+        for lines in [&self.stdout, &self.stderr] {
+            while lines.recv_timeout(Duration::from_secs(5)).is_ok() {}
+        }
+        Output {
+            status,
+            stdout: self.stdout_text.lock().unwrap().clone(),
+            stderr: self.stderr_text.lock().unwrap().clone(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Copies a child's output into `buffer`, line by line, also sending each line to `lines`.
 fn drain(
     pipe: impl Read + Send + 'static,
