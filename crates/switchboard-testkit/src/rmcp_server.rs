@@ -39,6 +39,9 @@ pub struct RmcpOptions {
     pub mode: RmcpMode,
     /// When set, `tools/list` answers in pages of this many tools, with a `nextCursor`.
     pub tools_page_size: Option<usize>,
+    /// More tools, `(name, description)`, each taking no arguments and answering
+    /// `"<name> ran"`: a large catalog for tests of many functions.
+    pub catalog: Vec<(String, String)>,
 }
 
 /// What the server observed, for tests to assert on.
@@ -94,7 +97,8 @@ impl RmcpServer {
         let factory = {
             let stats = stats.clone();
             let page_size = options.tools_page_size;
-            move || Ok(TestTools::new(stats.clone(), page_size))
+            let catalog = Arc::new(options.catalog);
+            move || Ok(TestTools::new(stats.clone(), page_size).with_catalog(&catalog))
         };
         let router = match options.mode {
             RmcpMode::Sessions => axum::Router::new().nest_service(
@@ -217,6 +221,31 @@ struct TestTools {
     tool_router: ToolRouter<TestTools>,
     stats: Arc<RmcpStats>,
     page_size: Option<usize>,
+}
+
+impl TestTools {
+    /// Adds the generated catalog tools to the router.
+    fn with_catalog(mut self, catalog: &[(String, String)]) -> Self {
+        for (name, description) in catalog {
+            let mut schema = serde_json::Map::new();
+            schema.insert("type".into(), "object".into());
+            schema.insert("properties".into(), serde_json::json!({}));
+            let tool = rmcp::model::Tool::new(name.clone(), description.clone(), schema);
+            let answer = format!("{name} ran");
+            self.tool_router
+                .add_route(rmcp::handler::server::router::tool::ToolRoute::new_dyn(
+                    tool,
+                    move |ctx: rmcp::handler::server::tool::ToolCallContext<'_, TestTools>| {
+                        ctx.service.stats.tool_calls.fetch_add(1, Ordering::SeqCst);
+                        let text = answer.clone();
+                        Box::pin(async move {
+                            Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
+                        })
+                    },
+                ));
+        }
+        self
+    }
 }
 
 #[tool_router]

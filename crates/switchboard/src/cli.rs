@@ -761,13 +761,15 @@ pub struct ProbeArgs {
 
 /// `switchboard chat`.
 #[derive(Debug, Args)]
-#[command(after_help = "Type a message and press Enter; the answer streams as it is written, \
+#[command(
+    after_help = "Type a message and press Enter; the answer streams as it is written, \
 with a line for each function the assistant calls and its result. When a call needs your \
 approval, the connector, function, arguments and the reason are shown and you answer y (allow \
 once), a (always allow: also sets your preference) or n (deny). When a connector's server asks \
 a question, its fields are asked one by one, or you decline. Ctrl-C during an answer cancels \
 it; /quit, Ctrl-D or Ctrl-C at the prompt leaves (the conversation is kept: continue it with \
---conversation ID).")]
+--conversation ID)."
+)]
 pub struct ChatArgs {
     /// Organization.
     #[command(flatten)]

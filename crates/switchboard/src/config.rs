@@ -424,8 +424,9 @@ impl Layer {
                 }
                 "CHAT_SEARCH_MATCHES" => layer.chat.search_matches = Some(parse(var, &raw)?),
                 "CHAT_MODEL_KIND" => {
-                    layer.chat.model_kind =
-                        Some(parse_model_kind(&raw).map_err(|e| anyhow!("{ENV_PREFIX}{var}: {e}"))?)
+                    layer.chat.model_kind = Some(
+                        parse_model_kind(&raw).map_err(|e| anyhow!("{ENV_PREFIX}{var}: {e}"))?,
+                    )
                 }
                 "CHAT_MODEL_BASE_URL" => {
                     layer.chat.model_base_url = Some(
@@ -434,8 +435,9 @@ impl Layer {
                     )
                 }
                 "CHAT_MODEL_NAME" => {
-                    layer.chat.model_name =
-                        Some(parse_model_name(&raw).map_err(|e| anyhow!("{ENV_PREFIX}{var}: {e}"))?)
+                    layer.chat.model_name = Some(
+                        parse_model_name(&raw).map_err(|e| anyhow!("{ENV_PREFIX}{var}: {e}"))?,
+                    )
                 }
                 "CHAT_MODEL_API_KEY" => {
                     let key = raw.trim();
@@ -925,12 +927,8 @@ impl Config {
                 .unwrap_or(service.session_idle.as_secs()),
             chat_step_limit: c.step_limit.unwrap_or(u64::from(chat.step_limit)),
             chat_lease_secs: c.lease_secs.unwrap_or(chat.lease.as_secs()),
-            chat_max_output_chars: c
-                .max_output_chars
-                .unwrap_or(chat.max_output_chars as u64),
-            chat_max_functions: c
-                .max_functions
-                .unwrap_or(chat.budget.max_functions as u64),
+            chat_max_output_chars: c.max_output_chars.unwrap_or(chat.max_output_chars as u64),
+            chat_max_functions: c.max_functions.unwrap_or(chat.budget.max_functions as u64),
             chat_max_function_tokens: c
                 .max_function_tokens
                 .unwrap_or(chat.budget.max_tokens as u64),
@@ -1102,14 +1100,10 @@ fn model_key(
         ),
         (Some(key), None) => Ok(Some((key, ModelKeySource::Env))),
         (None, Some(path)) => {
-            let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).with_context(
-                || {
-                    format!(
-                        "chat.model_api_key_file: cannot read {}",
-                        path.display()
-                    )
-                },
-            )?);
+            let text =
+                zeroize::Zeroizing::new(std::fs::read_to_string(&path).with_context(|| {
+                    format!("chat.model_api_key_file: cannot read {}", path.display())
+                })?);
             let key = text.trim();
             if key.is_empty() {
                 bail!("chat.model_api_key_file: {} is empty", path.display());
@@ -1653,12 +1647,36 @@ mod tests {
         );
 
         for (var, value, problem) in [
-            ("SWITCHBOARD_CHAT_STEP_LIMIT", "0", "must be between 1 and 100"),
-            ("SWITCHBOARD_CHAT_STEP_LIMIT", "101", "must be between 1 and 100"),
-            ("SWITCHBOARD_CHAT_LEASE_SECS", "3601", "must be between 1 and 3600"),
-            ("SWITCHBOARD_CHAT_MAX_OUTPUT_CHARS", "999", "must be between 1000 and"),
-            ("SWITCHBOARD_CHAT_MAX_FUNCTIONS", "129", "must be between 0 and 128"),
-            ("SWITCHBOARD_CHAT_SEARCH_MATCHES", "0", "must be between 1 and 128"),
+            (
+                "SWITCHBOARD_CHAT_STEP_LIMIT",
+                "0",
+                "must be between 1 and 100",
+            ),
+            (
+                "SWITCHBOARD_CHAT_STEP_LIMIT",
+                "101",
+                "must be between 1 and 100",
+            ),
+            (
+                "SWITCHBOARD_CHAT_LEASE_SECS",
+                "3601",
+                "must be between 1 and 3600",
+            ),
+            (
+                "SWITCHBOARD_CHAT_MAX_OUTPUT_CHARS",
+                "999",
+                "must be between 1000 and",
+            ),
+            (
+                "SWITCHBOARD_CHAT_MAX_FUNCTIONS",
+                "129",
+                "must be between 0 and 128",
+            ),
+            (
+                "SWITCHBOARD_CHAT_SEARCH_MATCHES",
+                "0",
+                "must be between 1 and 128",
+            ),
             ("SWITCHBOARD_CHAT_LEASE_SECS", "soon", "invalid digit"),
         ] {
             let e = from_text("", &[(var, value)], Flags::default())
@@ -1715,7 +1733,10 @@ mod tests {
             "",
             &[
                 ("SWITCHBOARD_CHAT_MODEL_KIND", "OpenAI"),
-                ("SWITCHBOARD_CHAT_MODEL_BASE_URL", "http://127.0.0.1:11434/v1"),
+                (
+                    "SWITCHBOARD_CHAT_MODEL_BASE_URL",
+                    "http://127.0.0.1:11434/v1",
+                ),
                 ("SWITCHBOARD_CHAT_MODEL_NAME", "llama3.2"),
                 (
                     "SWITCHBOARD_CHAT_MODEL_API_KEY_FILE",
@@ -1752,7 +1773,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("no default model") && !e.contains("hunter2"), "{e}");
+        assert!(
+            e.contains("no default model") && !e.contains("hunter2"),
+            "{e}"
+        );
         let e = from_text(
             text,
             &[
@@ -1766,7 +1790,10 @@ mod tests {
         assert!(e.contains("both set") && !e.contains("hunter2"), "{e}");
         let e = from_text(
             text,
-            &[("SWITCHBOARD_CHAT_MODEL_API_KEY_FILE", "/nonexistent/model.key")],
+            &[(
+                "SWITCHBOARD_CHAT_MODEL_API_KEY_FILE",
+                "/nonexistent/model.key",
+            )],
             Flags::default(),
         )
         .unwrap_err();
@@ -1791,8 +1818,16 @@ mod tests {
         );
 
         for (var, value, problem) in [
-            ("SWITCHBOARD_CHAT_MODEL_KIND", "anthropic", "must be mistral or openai"),
-            ("SWITCHBOARD_CHAT_MODEL_BASE_URL", "ftp://x", "must be http or https"),
+            (
+                "SWITCHBOARD_CHAT_MODEL_KIND",
+                "anthropic",
+                "must be mistral or openai",
+            ),
+            (
+                "SWITCHBOARD_CHAT_MODEL_BASE_URL",
+                "ftp://x",
+                "must be http or https",
+            ),
             (
                 "SWITCHBOARD_CHAT_MODEL_BASE_URL",
                 "https://u:hunter2@x/v1",

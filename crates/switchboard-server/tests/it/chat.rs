@@ -123,7 +123,11 @@ pub async fn world(server: &TestServer, double: &LlmDouble, url: &str) -> (Clien
         .await;
     let id = c["id"].as_str().unwrap().to_owned();
     let v = owner
-        .ok(Method::POST, &format!("/api/v1/connectors/{id}/validate"), None)
+        .ok(
+            Method::POST,
+            &format!("/api/v1/connectors/{id}/validate"),
+            None,
+        )
         .await;
     assert_eq!(v["connector"]["status"], "active", "{v}");
     (owner, org, id)
@@ -178,7 +182,11 @@ async fn an_allowed_call_runs_and_its_wrapped_result_reaches_the_model() {
         let upstream = RmcpServer::start().await;
         let double = LlmDouble::start(
             kind,
-            call_then_answer("Tools__echo", json!({"text": "hi there"}), "The echo said hi there."),
+            call_then_answer(
+                "Tools__echo",
+                json!({"text": "hi there"}),
+                "The echo said hi there.",
+            ),
         )
         .await;
         let server = TestServer::start().await;
@@ -207,12 +215,17 @@ async fn an_allowed_call_runs_and_its_wrapped_result_reaches_the_model() {
         assert_eq!(requests.len(), 2);
         let (role, content) = last_message(&requests[1]);
         assert_eq!(role, "tool");
-        assert!(content.contains("source=\"function echo of connector Tools\""), "{content}");
+        assert!(
+            content.contains("source=\"function echo of connector Tools\""),
+            "{content}"
+        );
         assert!(content.contains("hi there"), "{content}");
-        assert!(double
-            .authorizations()
-            .iter()
-            .all(|a| a.as_deref() == Some("Bearer sk-test-key-123")));
+        assert!(
+            double
+                .authorizations()
+                .iter()
+                .all(|a| a.as_deref() == Some("Bearer sk-test-key-123"))
+        );
         let tools_offered: Vec<&str> = requests[0]["tools"]
             .as_array()
             .unwrap()
@@ -222,7 +235,9 @@ async fn an_allowed_call_runs_and_its_wrapped_result_reaches_the_model() {
         assert!(tools_offered.contains(&"Tools__echo"), "{tools_offered:?}");
 
         // The history holds the whole turn; the model's key is never shown.
-        let view = owner.ok(Method::GET, &format!("/api/v1/conversations/{conv}"), None).await;
+        let view = owner
+            .ok(Method::GET, &format!("/api/v1/conversations/{conv}"), None)
+            .await;
         let roles: Vec<&str> = view["messages"]
             .as_array()
             .unwrap()
@@ -231,13 +246,19 @@ async fn an_allowed_call_runs_and_its_wrapped_result_reaches_the_model() {
             .collect();
         assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
         assert!(view["open_turn"].is_null());
-        let model = owner.ok(Method::GET, &format!("/api/v1/orgs/{org}/chat-model"), None).await;
+        let model = owner
+            .ok(Method::GET, &format!("/api/v1/orgs/{org}/chat-model"), None)
+            .await;
         assert_eq!(model["has_api_key"], true);
         assert!(!model.to_string().contains("sk-test-key-123"));
 
         // The audit log has the call, with the conversation and a digest of the arguments.
         let audit = owner
-            .ok(Method::GET, &format!("/api/v1/orgs/{org}/audit?action=function_called"), None)
+            .ok(
+                Method::GET,
+                &format!("/api/v1/orgs/{org}/audit?action=function_called"),
+                None,
+            )
             .await;
         let entry = &audit["items"][0];
         assert_eq!(entry["detail"]["via"], "chat", "{audit}");
@@ -263,18 +284,30 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
 
     // Allow once: the call waits, then runs.
     say(&owner, &conv, "Add 2 and 3").await;
-    let events = read_until(&owner, &server.base, &conv, 0, |e| e.kind == "approval_needed").await;
+    let events = read_until(&owner, &server.base, &conv, 0, |e| {
+        e.kind == "approval_needed"
+    })
+    .await;
     let ask = &events.last().unwrap().data;
     assert_eq!(ask["function"], "add");
     assert_eq!(ask["rule"], "default_ask");
     assert_eq!(ask["arguments"], json!({"a": 2, "b": 3}));
-    assert_eq!(upstream.stats().tool_calls(), 0, "nothing runs before the answer");
-    let view = owner.ok(Method::GET, &format!("/api/v1/conversations/{conv}"), None).await;
+    assert_eq!(
+        upstream.stats().tool_calls(),
+        0,
+        "nothing runs before the answer"
+    );
+    let view = owner
+        .ok(Method::GET, &format!("/api/v1/conversations/{conv}"), None)
+        .await;
     assert_eq!(view["open_turn"]["status"], "waiting");
     let call_id = ask["call_id"].as_str().unwrap();
     // A second message while the turn waits is refused.
     let (status, body) = owner
-        .post(&format!("/api/v1/conversations/{conv}/messages"), json!({"content": "and?"}))
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            json!({"content": "and?"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     owner
@@ -304,7 +337,10 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
         e.kind == "approval_needed"
     })
     .await;
-    let call_id = events.last().unwrap().data["call_id"].as_str().unwrap().to_owned();
+    let call_id = events.last().unwrap().data["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     owner
         .ok(
             Method::POST,
@@ -312,7 +348,14 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
             Some(json!({"answer": "deny"})),
         )
         .await;
-    let rest = read_until(&owner, &server.base, &conv, events.last().unwrap().id, ended).await;
+    let rest = read_until(
+        &owner,
+        &server.base,
+        &conv,
+        events.last().unwrap().id,
+        ended,
+    )
+    .await;
     assert_eq!(rest[0].data["outcome"], "not_run");
     assert_eq!(upstream.stats().tool_calls(), 1);
     let requests = double.requests();
@@ -325,7 +368,10 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
         e.kind == "approval_needed"
     })
     .await;
-    let call_id = events.last().unwrap().data["call_id"].as_str().unwrap().to_owned();
+    let call_id = events.last().unwrap().data["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     owner
         .ok(
             Method::POST,
@@ -333,9 +379,22 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
             Some(json!({"answer": "always_allow"})),
         )
         .await;
-    let rest = read_until(&owner, &server.base, &conv, events.last().unwrap().id, ended).await;
+    let rest = read_until(
+        &owner,
+        &server.base,
+        &conv,
+        events.last().unwrap().id,
+        ended,
+    )
+    .await;
     assert_eq!(upstream.stats().tool_calls(), 2);
-    let fns = owner.ok(Method::GET, &format!("/api/v1/connectors/{tools}/functions"), None).await;
+    let fns = owner
+        .ok(
+            Method::GET,
+            &format!("/api/v1/connectors/{tools}/functions"),
+            None,
+        )
+        .await;
     let add = fns
         .as_array()
         .or(fns["items"].as_array())
@@ -354,14 +413,28 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
     .await;
     assert_eq!(events.last().unwrap().data["rule"], "untrusted_content");
     owner
-        .ok(Method::POST, &format!("/api/v1/conversations/{conv}/cancel"), None)
+        .ok(
+            Method::POST,
+            &format!("/api/v1/conversations/{conv}/cancel"),
+            None,
+        )
         .await;
-    let rest = read_until(&owner, &server.base, &conv, events.last().unwrap().id, ended).await;
+    let rest = read_until(
+        &owner,
+        &server.base,
+        &conv,
+        events.last().unwrap().id,
+        ended,
+    )
+    .await;
     // Under the standard setting the member's "always" applies as it is.
     standard(&owner, &org).await;
     say(&owner, &conv, "And once more").await;
     let last = read_until(&owner, &server.base, &conv, rest.last().unwrap().id, ended).await;
-    assert_eq!(kinds(&last), ["turn_started", "tool_call_requested", "tool_result", "done"]);
+    assert_eq!(
+        kinds(&last),
+        ["turn_started", "tool_call_requested", "tool_result", "done"]
+    );
     assert_eq!(upstream.stats().tool_calls(), 3);
     server.stop().await;
 }
@@ -369,12 +442,14 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
 #[tokio::test]
 async fn blocked_and_held_functions_are_refused_without_asking() {
     let upstream = RmcpServer::start().await;
-    let double = LlmDouble::start(ProviderKind::Mistral, |body: &Value| match last_message(body) {
-        ("tool", _) => Scripted::text("Could not."),
-        _ => Scripted::tool_calls([
-            ("Tools__echo", json!({"text": "x"})),
-            ("Tools__nothing", json!({})),
-        ]),
+    let double = LlmDouble::start(ProviderKind::Mistral, |body: &Value| {
+        match last_message(body) {
+            ("tool", _) => Scripted::text("Could not."),
+            _ => Scripted::tool_calls([
+                ("Tools__echo", json!({"text": "x"})),
+                ("Tools__nothing", json!({})),
+            ]),
+        }
     })
     .await;
     let server = TestServer::start().await;
@@ -391,8 +466,18 @@ async fn blocked_and_held_functions_are_refused_without_asking() {
     let events = read_until(&owner, &server.base, &conv, 0, ended).await;
     let results: Vec<&Ev> = events.iter().filter(|e| e.kind == "tool_result").collect();
     assert_eq!(results.len(), 2, "{events:#?}");
-    assert!(results[0].data["reason"].as_str().unwrap().contains("an admin blocked it"));
-    assert!(results[1].data["reason"].as_str().unwrap().contains("no function named"));
+    assert!(
+        results[0].data["reason"]
+            .as_str()
+            .unwrap()
+            .contains("an admin blocked it")
+    );
+    assert!(
+        results[1].data["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no function named")
+    );
     assert!(!events.iter().any(|e| e.kind == "approval_needed"));
     assert_eq!(upstream.stats().tool_calls(), 0);
     // A blocked function is not even offered to the model.
@@ -404,12 +489,14 @@ async fn blocked_and_held_functions_are_refused_without_asking() {
 #[tokio::test]
 async fn parallel_calls_run_together_and_cancelling_stops_them_at_the_server() {
     let upstream = RmcpServer::start().await;
-    let double = LlmDouble::start(ProviderKind::OpenAi, |body: &Value| match last_message(body) {
-        ("tool", _) => Scripted::text("Both done."),
-        _ => Scripted::tool_calls([
-            ("Tools__slow", json!({"steps": 2, "delay_ms": 100})),
-            ("Tools__slow", json!({"steps": 2, "delay_ms": 100})),
-        ]),
+    let double = LlmDouble::start(ProviderKind::OpenAi, |body: &Value| {
+        match last_message(body) {
+            ("tool", _) => Scripted::text("Both done."),
+            _ => Scripted::tool_calls([
+                ("Tools__slow", json!({"steps": 2, "delay_ms": 100})),
+                ("Tools__slow", json!({"steps": 2, "delay_ms": 100})),
+            ]),
+        }
     })
     .await;
     let server = TestServer::start().await;
@@ -421,13 +508,20 @@ async fn parallel_calls_run_together_and_cancelling_stops_them_at_the_server() {
     let events = read_until(&owner, &server.base, &conv, 0, ended).await;
     let results = events.iter().filter(|e| e.kind == "tool_result").count();
     assert_eq!(results, 2, "{events:#?}");
-    assert!(events.iter().any(|e| e.kind == "tool_progress"), "progress is streamed");
+    assert!(
+        events.iter().any(|e| e.kind == "tool_progress"),
+        "progress is streamed"
+    );
     assert_eq!(upstream.stats().tool_calls(), 2);
 
     // Now a long one, cancelled while it runs.
     let long = LlmDouble::start(
         ProviderKind::OpenAi,
-        call_then_answer("Tools__slow", json!({"steps": 100, "delay_ms": 200}), "never"),
+        call_then_answer(
+            "Tools__slow",
+            json!({"steps": 100, "delay_ms": 200}),
+            "never",
+        ),
     )
     .await;
     owner
@@ -438,22 +532,47 @@ async fn parallel_calls_run_together_and_cancelling_stops_them_at_the_server() {
         )
         .await;
     say(&owner, &conv, "Run a long one").await;
-    let started = read_until(&owner, &server.base, &conv, events.last().unwrap().id, |e| {
-        e.kind == "tool_progress"
-    })
+    let started = read_until(
+        &owner,
+        &server.base,
+        &conv,
+        events.last().unwrap().id,
+        |e| e.kind == "tool_progress",
+    )
     .await;
     owner
-        .ok(Method::POST, &format!("/api/v1/conversations/{conv}/cancel"), None)
+        .ok(
+            Method::POST,
+            &format!("/api/v1/conversations/{conv}/cancel"),
+            None,
+        )
         .await;
-    let rest = read_until(&owner, &server.base, &conv, started.last().unwrap().id, ended).await;
-    assert_eq!(rest.last().unwrap().data["outcome"], "cancelled", "{rest:#?}");
+    let rest = read_until(
+        &owner,
+        &server.base,
+        &conv,
+        started.last().unwrap().id,
+        ended,
+    )
+    .await;
+    assert_eq!(
+        rest.last().unwrap().data["outcome"],
+        "cancelled",
+        "{rest:#?}"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while upstream.stats().cancelled() < 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(upstream.stats().cancelled(), 1, "the server was told to stop");
+    assert_eq!(
+        upstream.stats().cancelled(),
+        1,
+        "the server was told to stop"
+    );
     // The cancelled turn's history is complete: every tool call has its answer.
-    let view = owner.ok(Method::GET, &format!("/api/v1/conversations/{conv}"), None).await;
+    let view = owner
+        .ok(Method::GET, &format!("/api/v1/conversations/{conv}"), None)
+        .await;
     let last = view["messages"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["body"]["role"], "tool", "{last}");
     server.stop().await;
@@ -487,18 +606,28 @@ async fn the_step_limit_ends_a_model_that_keeps_calling() {
 #[tokio::test]
 async fn a_servers_question_reaches_the_member_and_the_call_goes_on() {
     let Ok(everything) = Everything::try_start(Mode::StreamableHttp).await else {
-        assert!(std::env::var_os("CI").is_none(), "server-everything is missing in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "server-everything is missing in CI"
+        );
         eprintln!("skipped: server-everything is not installed (bash scripts/peers)");
         return;
     };
     let tool = "Tools__trigger-elicitation-request";
-    let double = LlmDouble::start(ProviderKind::OpenAi, call_then_answer(tool, json!({}), "Thanks.")).await;
+    let double = LlmDouble::start(
+        ProviderKind::OpenAi,
+        call_then_answer(tool, json!({}), "Thanks."),
+    )
+    .await;
     let server = TestServer::start().await;
     let (owner, org, tools) = world(&server, &double, everything.url()).await;
     prefer(&owner, &tools, "trigger-elicitation-request", "always").await;
     let conv = conversation(&owner, &org, &[&tools]).await;
     say(&owner, &conv, "Ask me something").await;
-    let events = read_until(&owner, &server.base, &conv, 0, |e| e.kind == "elicitation_requested").await;
+    let events = read_until(&owner, &server.base, &conv, 0, |e| {
+        e.kind == "elicitation_requested"
+    })
+    .await;
     let ask = events.last().unwrap().data.clone();
     assert_eq!(ask["connector"], "Tools");
     assert!(ask["schema"]["properties"].is_object(), "{ask}");
@@ -529,10 +658,23 @@ async fn a_servers_question_reaches_the_member_and_the_call_goes_on() {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    let rest = read_until(&owner, &server.base, &conv, events.last().unwrap().id, ended).await;
-    let result = rest.iter().find(|e| e.kind == "tool_result").expect("a result");
+    let rest = read_until(
+        &owner,
+        &server.base,
+        &conv,
+        events.last().unwrap().id,
+        ended,
+    )
+    .await;
+    let result = rest
+        .iter()
+        .find(|e| e.kind == "tool_result")
+        .expect("a result");
     assert_eq!(result.data["outcome"], "ok", "{rest:#?}");
-    assert!(result.data["content"].as_str().unwrap().contains("accept"), "{result:?}");
+    assert!(
+        result.data["content"].as_str().unwrap().contains("accept"),
+        "{result:?}"
+    );
     server.stop().await;
 }
 
@@ -543,16 +685,26 @@ async fn a_member_without_a_model_or_with_anothers_conversation_gets_clear_error
     let org = org["id"].as_str().unwrap();
     let conv = conversation(&owner, org, &[]).await;
     let (status, body) = owner
-        .post(&format!("/api/v1/conversations/{conv}/messages"), json!({"content": "hi"}))
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            json!({"content": "hi"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(body.to_string().contains("no language model"), "{body}");
     let (member, _) =
         crate::support::add_member(&server, &owner, org, "m@example.org", "member").await;
     let (status, _) = member.get(&format!("/api/v1/conversations/{conv}")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "another member's conversation is invisible");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another member's conversation is invisible"
+    );
     let (status, _) = member
-        .post(&format!("/api/v1/conversations/{conv}/messages"), json!({"content": "hi"}))
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            json!({"content": "hi"}),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = owner
@@ -573,4 +725,148 @@ async fn a_member_without_a_model_or_with_anothers_conversation_gets_clear_error
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "only admins set the model");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn with_500_functions_across_20_connectors_the_model_searches_for_them() {
+    const TOPICS: [&str; 20] = [
+        "invoice",
+        "calendar",
+        "ticket",
+        "wiki",
+        "repository",
+        "payroll",
+        "inventory",
+        "shipment",
+        "contract",
+        "lead",
+        "campaign",
+        "survey",
+        "badge",
+        "printer",
+        "expense",
+        "vacation",
+        "incident",
+        "backup",
+        "license",
+        "forecast",
+    ];
+    const VERBS: [&str; 25] = [
+        "list",
+        "create",
+        "archive",
+        "export",
+        "import",
+        "rename",
+        "tag",
+        "untag",
+        "share",
+        "lock",
+        "unlock",
+        "copy",
+        "merge",
+        "split",
+        "count",
+        "summarize",
+        "translate",
+        "print",
+        "schedule",
+        "approve",
+        "reject",
+        "assign",
+        "close",
+        "reopen",
+        "audit",
+    ];
+    let mut upstreams = Vec::new();
+    for topic in TOPICS {
+        let catalog = VERBS
+            .iter()
+            .map(|verb| {
+                (
+                    format!("{verb}_{topic}"),
+                    format!("{verb} a {topic} record in the {topic} system"),
+                )
+            })
+            .collect();
+        upstreams.push(
+            RmcpServer::start_with(switchboard_testkit::RmcpOptions {
+                catalog,
+                ..Default::default()
+            })
+            .await,
+        );
+    }
+    // The model searches, then calls the best match it was given.
+    let double = LlmDouble::start(ProviderKind::OpenAi, |body: &Value| {
+        let offered: Vec<String> = body["tools"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .map(|t| t["function"]["name"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        match last_message(body) {
+            ("user", _) => Scripted::tool_calls([(
+                "search_functions",
+                json!({"query": "reopen a closed incident"}),
+            )]),
+            ("tool", c) if c.contains("reopen_incident ran") => Scripted::text("Reopened."),
+            ("tool", c)
+                if c.contains("reopen_incident")
+                    && offered.iter().any(|n| n == "C16__reopen_incident") =>
+            {
+                Scripted::tool_calls([("C16__reopen_incident", json!({}))])
+            }
+            _ => Scripted::text("Reopened."),
+        }
+    })
+    .await;
+    let server = TestServer::start().await;
+    let (owner, org) = server.setup("acme").await;
+    let org = org["id"].as_str().unwrap().to_owned();
+    owner
+        .ok(
+            Method::PUT,
+            &format!("/api/v1/orgs/{org}/chat-model"),
+            Some(json!({"kind": "openai", "base_url": double.base_url().as_str(), "model": "m"})),
+        )
+        .await;
+    let mut ids = Vec::new();
+    for (i, upstream) in upstreams.iter().enumerate() {
+        let c = owner
+            .ok(
+                Method::POST,
+                &format!("/api/v1/orgs/{org}/connectors"),
+                Some(json!({"name": format!("C{i}"), "url": upstream.url()})),
+            )
+            .await;
+        let id = c["id"].as_str().unwrap().to_owned();
+        owner
+            .ok(
+                Method::POST,
+                &format!("/api/v1/connectors/{id}/validate"),
+                None,
+            )
+            .await;
+        ids.push(id);
+    }
+    prefer(&owner, &ids[16], "reopen_incident", "always").await;
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let conv = conversation(&owner, &org, &refs).await;
+    say(&owner, &conv, "Please help with my work").await;
+    let events = read_until(&owner, &server.base, &conv, 0, ended).await;
+    assert_eq!(upstreams[16].stats().tool_calls(), 1, "{events:#?}");
+    let requests = double.requests();
+    // 20 × (25 catalog + 4 built-in) functions, but the model is given a handful.
+    let first = requests[0]["tools"].as_array().unwrap();
+    assert_eq!(first[0]["function"]["name"], "search_functions");
+    assert!(first.len() <= 9, "{} tools offered", first.len());
+    let second = requests[1]["tools"].to_string();
+    assert!(
+        second.contains("C16__reopen_incident"),
+        "the match is offered after the search"
+    );
+    assert_eq!(events.last().unwrap().data["outcome"], "answered");
 }

@@ -239,6 +239,112 @@ fn check_shows_and_bounds_the_connector_settings() {
 }
 
 #[test]
+fn check_shows_the_chat_settings_and_never_the_model_key() {
+    let s = Scratch::new();
+    let out = s.run(&["config", "check"]).ok();
+    assert!(
+        out.stdout.contains(
+            "[chat]\nstep_limit = 10\nlease_secs = 30\nmax_output_chars = 16000\n\
+             max_functions = 64\nmax_function_tokens = 12000\nsearch_matches = 8\n\
+             # default model: none"
+        ),
+        "{}",
+        out.stdout
+    );
+    let printed = s.run(&["config", "default"]).ok().stdout;
+    for key in [
+        "SWITCHBOARD_CHAT_STEP_LIMIT",
+        "SWITCHBOARD_CHAT_LEASE_SECS",
+        "SWITCHBOARD_CHAT_MAX_OUTPUT_CHARS",
+        "SWITCHBOARD_CHAT_MODEL_KIND",
+        "SWITCHBOARD_CHAT_MODEL_API_KEY",
+        "SWITCHBOARD_CHAT_MODEL_API_KEY_FILE",
+    ] {
+        assert!(printed.contains(key), "config default explains {key}");
+    }
+
+    std::fs::write(
+        s.path().join("sb.toml"),
+        "[chat]\nstep_limit = 3\nmodel_kind = \"openai\"\n\
+         model_base_url = \"http://127.0.0.1:11434/v1\"\n",
+    )
+    .unwrap();
+    let env = [
+        ("SWITCHBOARD_CHAT_MODEL_NAME", "llama3.2"),
+        ("SWITCHBOARD_CHAT_MODEL_API_KEY", "sk-hunter2"),
+    ];
+    let out = s
+        .run_with(&["config", "check", "--config", "sb.toml"], &env, None)
+        .ok();
+    for expected in [
+        "step_limit = 3\n",
+        "model_kind = \"openai\"\nmodel_base_url = \"http://127.0.0.1:11434/v1\"\n\
+         model_name = \"llama3.2\"\n# model API key: from SWITCHBOARD_CHAT_MODEL_API_KEY\n",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            out.stdout
+        );
+    }
+    assert!(!out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"));
+
+    // A partial default model is an error that names what is missing.
+    let error = s.run(&["config", "check", "--config", "sb.toml"]).error();
+    assert!(
+        error.contains("missing chat.model_name (SWITCHBOARD_CHAT_MODEL_NAME)"),
+        "{error}"
+    );
+    // A key in the file is refused, and not echoed.
+    std::fs::write(
+        s.path().join("key.toml"),
+        "[chat]\nmodel_api_key = \"sk-hunter2\"\n",
+    )
+    .unwrap();
+    let error = s.run(&["config", "check", "--config", "key.toml"]).error();
+    assert!(
+        error.contains("chat.model_api_key") && !error.contains("hunter2"),
+        "{error}"
+    );
+    // The key from a file; a missing file is found by the check, not at start.
+    std::fs::write(s.path().join("model.key"), "sk-hunter2\n").unwrap();
+    let env = [
+        ("SWITCHBOARD_CHAT_MODEL_NAME", "llama3.2"),
+        ("SWITCHBOARD_CHAT_MODEL_API_KEY_FILE", "model.key"),
+    ];
+    let out = s
+        .run_with(&["config", "check", "--config", "sb.toml"], &env, None)
+        .ok();
+    assert!(
+        out.stdout.contains("model_api_key_file = \"model.key\"")
+            && !out.stdout.contains("hunter2"),
+        "{}",
+        out.stdout
+    );
+    let env = [
+        ("SWITCHBOARD_CHAT_MODEL_NAME", "llama3.2"),
+        ("SWITCHBOARD_CHAT_MODEL_API_KEY_FILE", "missing.key"),
+    ];
+    let error = s
+        .run_with(&["config", "check", "--config", "sb.toml"], &env, None)
+        .error();
+    assert!(
+        error.starts_with("chat.model_api_key_file: cannot read missing.key"),
+        "{error}"
+    );
+    for (var, value) in [
+        ("SWITCHBOARD_CHAT_STEP_LIMIT", "0"),
+        ("SWITCHBOARD_CHAT_LEASE_SECS", "7200"),
+        ("SWITCHBOARD_CHAT_MODEL_KIND", "anthropic"),
+    ] {
+        let error = s
+            .run_with(&["config", "check"], &[(var, value)], None)
+            .error();
+        assert!(error.starts_with(&format!("{var}: ")), "{error}");
+    }
+}
+
+#[test]
 fn the_default_file_parses_back_and_passes_check() {
     let s = Scratch::new();
     let printed = s.run(&["config", "default"]).ok().stdout;

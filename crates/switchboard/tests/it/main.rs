@@ -4,6 +4,8 @@
 //! `SWITCHBOARD_TEST_POSTGRES_URL` is set).
 
 mod architecture;
+mod chat_cli;
+mod chat_restart;
 mod cli;
 mod config;
 mod db;
