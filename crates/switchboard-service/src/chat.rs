@@ -9,6 +9,7 @@
 //! is working on; a running turn whose lease ran out is recovered by any process.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -187,6 +188,10 @@ struct Live {
 pub(crate) struct ChatState {
     live: Mutex<HashMap<TurnId, Live>>,
     streams: Mutex<HashMap<ConversationId, watch::Sender<i64>>>,
+    /// Time spent waiting for models and for tool calls, so the host's own share of a turn
+    /// can be measured (`chat_wait_times`).
+    model_nanos: AtomicU64,
+    tool_nanos: AtomicU64,
 }
 
 /// How often a stream looks at the database for events written by another process.
@@ -873,10 +878,14 @@ impl App {
         };
         let mut delays = [Duration::from_millis(500), Duration::from_secs(2)].into_iter();
         loop {
-            match self
+            let started = Instant::now();
+            let reply = self
                 .stream_reply(&*model, &request, conversation, turn)
-                .await
-            {
+                .await;
+            self.chat
+                .model_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            match reply {
                 Ok(reply) => return Some(Event::ModelReplied(reply)),
                 Err(e) if e.is_retryable() => match delays.next() {
                     Some(delay) => {
@@ -990,6 +999,7 @@ impl App {
                 call_id: call_id.to_owned(),
                 connector: record.name.to_string(),
             });
+            let started = Instant::now();
             let result = self
                 .run_tool(
                     access,
@@ -1001,6 +1011,9 @@ impl App {
                     Some(handler),
                 )
                 .await;
+            self.chat
+                .tool_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
             let _ = forward.await;
             result
         };
@@ -1112,6 +1125,15 @@ impl App {
                     .collect())
             }
         }
+    }
+
+    /// Time this process has spent waiting for models and for tool calls, since it started:
+    /// what a turn's wall time minus these leaves is the host's own share.
+    pub fn chat_wait_times(&self) -> (Duration, Duration) {
+        (
+            Duration::from_nanos(self.chat.model_nanos.load(Ordering::Relaxed)),
+            Duration::from_nanos(self.chat.tool_nanos.load(Ordering::Relaxed)),
+        )
     }
 
     // ---- leases, recovery and streams -------------------------------------------------

@@ -98,6 +98,38 @@ fn matrix() -> Vec<Row> {
         row(Method::GET, "/api/v1/orgs/{org_id}/audit", None, Admin),
         row(
             Method::GET,
+            "/api/v1/orgs/{org_id}/chat-model",
+            None,
+            Member,
+        ),
+        row(
+            Method::PUT,
+            "/api/v1/orgs/{org_id}/chat-model",
+            Some(
+                json!({"kind": "openai", "base_url": "https://api.example.org/v1", "model": "m", "api_key": "k"}),
+            ),
+            Admin,
+        ),
+        row(
+            Method::DELETE,
+            "/api/v1/orgs/{org_id}/chat-model",
+            None,
+            Admin,
+        ),
+        row(
+            Method::GET,
+            "/api/v1/orgs/{org_id}/conversations",
+            None,
+            Member,
+        ),
+        row(
+            Method::POST,
+            "/api/v1/orgs/{org_id}/conversations",
+            Some(json!({"title": "Mine", "connectors": ["{connector_id}"]})),
+            Member,
+        ),
+        row(
+            Method::GET,
             "/api/v1/orgs/{org_id}/audit/export",
             None,
             Admin,
@@ -368,6 +400,7 @@ impl World {
         body.as_ref().map(|b| {
             let text = b
                 .to_string()
+                .replace("{connector_id}", &self.connector_id)
                 .replace("{hash}", &self.hash)
                 .replace("{upstream}", &self.upstream);
             serde_json::from_str(&text).unwrap()
@@ -449,4 +482,77 @@ async fn outsiders_see_nothing_and_members_cannot_administer() {
         let (status, err) = w.admin.call(row.method.clone(), &path, body.clone()).await;
         assert!(allowed(status), "admin, {label}: {status} {err}");
     }
+}
+
+/// A conversation is its member's alone: nobody else, not even an owner of the same
+/// organization, sees or changes it through any conversation endpoint.
+#[tokio::test]
+async fn conversations_are_private_to_their_member() {
+    let upstream = PythonServer::start(BASIC_SERVER, PyTransport::StreamableHttp).await;
+    let w = world(upstream.url()).await;
+    let conv = w
+        .member
+        .ok(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/conversations", w.org_id),
+            Some(json!({"title": "Private", "connectors": [w.connector_id]})),
+        )
+        .await;
+    let conv_id = conv["id"].as_str().unwrap();
+    let doc: Value = serde_json::from_str(&switchboard_server::openapi_json()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.contains("{conversation_id}") {
+            continue;
+        }
+        let path = path
+            .replace("{conversation_id}", conv_id)
+            .replace("{call_id}", "call_1")
+            .replace("{elicitation_id}", "e1");
+        for method in item.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            // A body each endpoint accepts, so what answers is the access check.
+            let body = if method == Method::PATCH {
+                Some(json!({"title": "t"}))
+            } else if method != Method::POST {
+                None
+            } else if path.ends_with("/messages") {
+                Some(json!({"content": "x"}))
+            } else if path.contains("/approvals/") {
+                Some(json!({"answer": "deny"}))
+            } else if path.contains("/elicitations/") {
+                Some(json!({"action": "decline"}))
+            } else {
+                None
+            };
+            for (who, client) in [("admin", &w.admin), ("outsider", &w.outsider)] {
+                let before = w.state().await;
+                let (status, err) = client.call(method.clone(), &path, body.clone()).await;
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "{who}, {method} {path}: {err}"
+                );
+                assert!(
+                    !err.to_string().contains("Private"),
+                    "{who}, {method} {path}"
+                );
+                assert_eq!(
+                    w.state().await,
+                    before,
+                    "{who}, {method} {path} changed nothing"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 8,
+        "every conversation endpoint was tried ({checked})"
+    );
+    let (status, _) = w
+        .member
+        .get(&format!("/api/v1/conversations/{conv_id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "its member still sees it");
 }

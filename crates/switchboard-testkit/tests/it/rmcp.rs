@@ -45,6 +45,7 @@ async fn stateless_mode_answers_without_a_session() {
     let server = RmcpServer::start_with(RmcpOptions {
         mode: RmcpMode::Stateless,
         tools_page_size: Some(3),
+        ..Default::default()
     })
     .await;
     let reply = post(

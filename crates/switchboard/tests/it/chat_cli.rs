@@ -154,7 +154,7 @@ impl Tmux {
             .collect();
         let script = format!(
             "cd {dir} && {cmd}; echo \"[exited $?]\"; sleep 600",
-            dir = shell_quote(&s.path().display().to_string()),
+            dir = shell_quote(s.path().display().to_string()),
             cmd = quoted.join(" ")
         );
         // The tmux server starts here and passes its environment on to the pane: the same clean
