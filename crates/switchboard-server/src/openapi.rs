@@ -34,7 +34,7 @@ use crate::api;
         api::get_chat_model, api::set_chat_model, api::clear_chat_model,
         api::create_conversation, api::list_conversations, api::get_conversation,
         api::update_conversation, api::delete_conversation, api::post_message,
-        api::answer_approval, api::answer_elicitation, api::cancel_turn, api::conversation_events,
+        api::answer_approval, api::answer_elicitation, api::answer_sampling, api::cancel_turn, api::conversation_events,
     ),
     modifiers(&Security),
     security(("api_token" = []), ("session" = [])),

@@ -528,28 +528,64 @@ impl App {
         elicitation_id: &str,
         answer: ElicitationAnswer,
     ) -> Result<()> {
+        self.answer_server_request(
+            access,
+            id,
+            ServerAsk::Elicitation,
+            elicitation_id,
+            to_json(&answer)?,
+        )
+        .await
+    }
+
+    /// Approves or refuses a server's request to use the organization's model (sampling)
+    /// during a call of the turn under way.
+    pub async fn answer_sampling(
+        &self,
+        access: &OrgAccess,
+        id: ConversationId,
+        sampling_id: &str,
+        approve: bool,
+    ) -> Result<()> {
+        self.answer_server_request(
+            access,
+            id,
+            ServerAsk::Sampling,
+            sampling_id,
+            json!({"approve": approve}),
+        )
+        .await
+    }
+
+    async fn answer_server_request(
+        &self,
+        access: &OrgAccess,
+        id: ConversationId,
+        ask: ServerAsk,
+        request_id: &str,
+        answer: Value,
+    ) -> Result<()> {
         let turn = self.open_turn_of(access, id).await?;
         let events = self.store.chat_events(id, 0, u32::MAX).await?;
-        let asked = events.iter().any(|e| {
-            e.kind == "elicitation_requested" && e.data["elicitation_id"] == elicitation_id
-        });
-        let answered = events.iter().any(|e| {
-            e.kind == "elicitation_answered" && e.data["elicitation_id"] == elicitation_id
-        });
-        if !asked {
-            return Err(Error::NotFound("elicitation"));
+        let matches = |kind: &str| {
+            events
+                .iter()
+                .any(|e| e.kind == kind && e.data[ask.id_field()] == request_id)
+        };
+        if !matches(ask.requested()) {
+            return Err(Error::NotFound(ask.what()));
         }
-        if answered {
+        if matches(ask.answered()) {
             return Err(Error::Conflict {
-                field: "elicitation",
-                message: "this question was already answered".into(),
+                field: ask.what(),
+                message: "this request was already answered".into(),
             });
         }
         // The answer travels through the conversation's stream, so the process whose call
         // asked receives it wherever the member answered.
         let event = NewChatEvent {
-            kind: "elicitation_answered".into(),
-            data: json!({"elicitation_id": elicitation_id, "answer": answer}),
+            kind: ask.answered().into(),
+            data: json!({ask.id_field(): request_id, "answer": answer}),
         };
         let stored = self.store.append_chat_events(id, turn.id, &[event]).await?;
         self.notify(id, &stored);
@@ -994,6 +1030,7 @@ impl App {
             });
             let handler: Arc<dyn ServerRequests> = Arc::new(MemberRequests {
                 app: Arc::downgrade(self),
+                org: access.org(),
                 conversation,
                 turn,
                 call_id: call_id.to_owned(),
@@ -1270,26 +1307,60 @@ call was not run, say so plainly instead of guessing its result.";
 /// conversation's stream; sampling is declined until the organization allows it.
 struct MemberRequests {
     app: Weak<App>,
+    org: OrgId,
     conversation: ConversationId,
     turn: TurnId,
     call_id: String,
     connector: String,
 }
 
-#[async_trait::async_trait]
-impl ServerRequests for MemberRequests {
-    async fn elicit(&self, request: ElicitationRequest) -> ElicitationAnswer {
-        let Some(app) = self.app.upgrade() else {
-            return ElicitationAnswer::Cancel;
-        };
-        let elicitation_id = uuid::Uuid::now_v7().to_string();
+/// The two kinds of request a server makes of the member during a call, and the names of
+/// their events on the conversation's stream.
+#[derive(Debug, Clone, Copy)]
+enum ServerAsk {
+    Elicitation,
+    Sampling,
+}
+
+impl ServerAsk {
+    fn what(self) -> &'static str {
+        match self {
+            ServerAsk::Elicitation => "elicitation",
+            ServerAsk::Sampling => "sampling",
+        }
+    }
+    fn id_field(self) -> &'static str {
+        match self {
+            ServerAsk::Elicitation => "elicitation_id",
+            ServerAsk::Sampling => "sampling_id",
+        }
+    }
+    fn requested(self) -> &'static str {
+        match self {
+            ServerAsk::Elicitation => "elicitation_requested",
+            ServerAsk::Sampling => "sampling_requested",
+        }
+    }
+    fn answered(self) -> &'static str {
+        match self {
+            ServerAsk::Elicitation => "elicitation_answered",
+            ServerAsk::Sampling => "sampling_answered",
+        }
+    }
+}
+
+impl MemberRequests {
+    /// Puts a request on the conversation's stream and waits for the member's answer, which
+    /// may come through any process; `None` when none comes in time.
+    async fn ask_member(&self, ask: ServerAsk, mut data: Value) -> Option<Value> {
+        let app = self.app.upgrade()?;
+        let request_id = uuid::Uuid::now_v7().to_string();
+        data[ask.id_field()] = json!(request_id);
+        data["call_id"] = json!(self.call_id);
+        data["connector"] = json!(self.connector);
         let event = NewChatEvent {
-            kind: "elicitation_requested".into(),
-            data: json!({
-                "elicitation_id": elicitation_id, "call_id": self.call_id,
-                "connector": self.connector, "message": request.message,
-                "schema": request.schema, "url": request.url,
-            }),
+            kind: ask.requested().into(),
+            data,
         };
         let stored = match app
             .store
@@ -1298,28 +1369,22 @@ impl ServerRequests for MemberRequests {
         {
             Ok(stored) => stored,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot ask the member a server's question");
-                return ElicitationAnswer::Cancel;
+                tracing::warn!(error = %e, "cannot put a server's request to the member");
+                return None;
             }
         };
         app.notify(self.conversation, &stored);
-        let after = stored.last().map_or(0, |e| e.seq);
+        let mut last = stored.last().map_or(0, |e| e.seq);
         let mut wake = app.subscribe(self.conversation);
         drop(app);
         let deadline = tokio::time::Instant::now() + ELICITATION_WAIT;
-        let mut last = after;
         loop {
-            let Some(app) = self.app.upgrade() else {
-                return ElicitationAnswer::Cancel;
-            };
+            let app = self.app.upgrade()?;
             if let Ok(events) = app.store.chat_events(self.conversation, last, 200).await {
                 for e in events {
                     last = e.seq;
-                    if e.kind == "elicitation_answered"
-                        && e.data["elicitation_id"] == elicitation_id.as_str()
-                    {
-                        return serde_json::from_value(e.data["answer"].clone())
-                            .unwrap_or(ElicitationAnswer::Cancel);
+                    if e.kind == ask.answered() && e.data[ask.id_field()] == request_id.as_str() {
+                        return Some(e.data["answer"].clone());
                     }
                 }
             }
@@ -1327,13 +1392,113 @@ impl ServerRequests for MemberRequests {
             tokio::select! {
                 _ = wake.changed() => {}
                 _ = tokio::time::sleep(POLL) => {}
-                _ = tokio::time::sleep_until(deadline) => return ElicitationAnswer::Cancel,
+                _ = tokio::time::sleep_until(deadline) => return None,
             }
         }
     }
+}
+
+#[async_trait::async_trait]
+impl ServerRequests for MemberRequests {
+    async fn elicit(&self, request: ElicitationRequest) -> ElicitationAnswer {
+        let data =
+            json!({"message": request.message, "schema": request.schema, "url": request.url});
+        match self.ask_member(ServerAsk::Elicitation, data).await {
+            Some(answer) => serde_json::from_value(answer).unwrap_or(ElicitationAnswer::Cancel),
+            None => ElicitationAnswer::Cancel,
+        }
+    }
+
+    /// Runs a server's sampling request on the organization's model, when the organization
+    /// allows it and the member approves this request after seeing what the server asked.
+    async fn sample(&self, request: Value) -> std::result::Result<Value, String> {
+        let Some(app) = self.app.upgrade() else {
+            return Err("Switchboard is stopping".into());
+        };
+        let allowed = app
+            .store
+            .organization(self.org)
+            .await
+            .map(|o| o.settings.sampling)
+            .unwrap_or(false);
+        drop(app);
+        if !allowed {
+            return Err("the organization does not let servers use its model".into());
+        }
+        let shown = json!({
+            "messages": request.get("messages"), "system_prompt": request.get("systemPrompt"),
+            "max_tokens": request.get("maxTokens"),
+        });
+        let answer = self.ask_member(ServerAsk::Sampling, shown).await;
+        if answer.as_ref().and_then(|a| a["approve"].as_bool()) != Some(true) {
+            return Err("the member did not approve the request".into());
+        }
+        let app = self.app.upgrade().ok_or("Switchboard is stopping")?;
+        let model = app.model_for(self.org).await.map_err(|e| e.to_string())?;
+        let mut messages = Vec::new();
+        if let Some(system) = request.get("systemPrompt").and_then(Value::as_str) {
+            messages.push(Message::System {
+                content: system.to_owned(),
+            });
+        }
+        for m in request["messages"].as_array().into_iter().flatten() {
+            let content = match &m["content"] {
+                Value::Array(parts) => parts.iter().map(render_part).collect::<Vec<_>>().join("\n"),
+                part => render_part(part),
+            };
+            messages.push(match m["role"].as_str() {
+                Some("assistant") => Message::Assistant {
+                    content,
+                    tool_calls: vec![],
+                },
+                _ => Message::User { content },
+            });
+        }
+        let sampling = ChatRequest {
+            messages,
+            tools: vec![],
+            max_tokens: request["maxTokens"]
+                .as_u64()
+                .map(|n| n.min(u64::from(u32::MAX)) as u32),
+            temperature: request["temperature"].as_f64().map(|t| t as f32),
+        };
+        let mut stream = model.stream(&sampling).await.map_err(|e| e.to_string())?;
+        while let Some(event) = stream.next().await {
+            if let ModelEvent::Done(reply) = event.map_err(|e| e.to_string())? {
+                return Ok(json!({
+                    "role": "assistant",
+                    "content": {"type": "text", "text": reply.content},
+                    "model": "switchboard",
+                    "stopReason": if reply.finish == switchboard_llm::FinishReason::Length { "maxTokens" } else { "endTurn" },
+                }));
+            }
+        }
+        Err("the model's reply ended early".into())
+    }
+
+    fn offers_sampling(&self) -> bool {
+        true
+    }
+}
+
+/// Answers servers' requests outside a conversation (calls made by hand, discovery): there is
+/// no member to ask, so questions and sampling are declined with the reason. Servers are told
+/// sampling is possible, since in a conversation it is.
+pub(crate) struct NoMemberPresent;
+
+#[async_trait::async_trait]
+impl ServerRequests for NoMemberPresent {
+    async fn elicit(&self, _request: ElicitationRequest) -> ElicitationAnswer {
+        tracing::info!("declined a server's question: no member is present outside a conversation");
+        ElicitationAnswer::Decline
+    }
 
     async fn sample(&self, _request: Value) -> std::result::Result<Value, String> {
-        Err("Switchboard does not run sampling requests for this conversation".into())
+        Err("sampling runs only in a conversation, where the member can approve it".into())
+    }
+
+    fn offers_sampling(&self) -> bool {
+        true
     }
 }
 

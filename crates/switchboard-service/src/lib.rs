@@ -134,9 +134,7 @@ impl App {
             idle_timeout: config.session_idle,
             ..Default::default()
         };
-        let handler = Arc::new(switchboard_connect::DeclineAll {
-            reason: "Switchboard cannot put this question to a person here yet".into(),
-        });
+        let handler = Arc::new(chat::NoMemberPresent);
         let mut oauth_config = switchboard_oauth::ClientConfig::new(
             "Switchboard",
             oauth::callback_url(&config.public_url),

@@ -237,6 +237,33 @@ pub(crate) async fn answer_elicitation(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// An answer to a server's request to use the organization's model.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SamplingAnswerRequest {
+    /// Whether the member lets the server's request run on the organization's model.
+    approve: bool,
+}
+
+/// Approves or refuses a server's sampling request made during a call (only asked where the
+/// organization allows sampling).
+#[utoipa::path(post, path = "/api/v1/conversations/{conversation_id}/samplings/{sampling_id}", tag = "chat",
+    request_body = SamplingAnswerRequest, params(("conversation_id" = String, Path), ("sampling_id" = String, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn answer_sampling(
+    AxState(state): AxState<State>,
+    Authed(actor): Authed,
+    Path((conversation_id, sampling_id)): Path<(String, String)>,
+    Body(req): Body<SamplingAnswerRequest>,
+) -> ApiResult<StatusCode> {
+    let (access, id) = conversation_access(&state, &actor, &conversation_id).await?;
+    state
+        .app
+        .answer_sampling(&access, id, &sampling_id, req.approve)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Cancels the turn under way.
 #[utoipa::path(post, path = "/api/v1/conversations/{conversation_id}/cancel", tag = "chat",
     params(("conversation_id" = String, Path)), responses((status = 204), (status = 409, body = crate::error::ErrorBody)))]
@@ -259,7 +286,8 @@ pub(crate) struct EventsQuery {
 
 /// The conversation's events as server-sent events: `turn_started`, `text_delta`,
 /// `tool_call_requested`, `approval_needed`, `tool_progress`, `tool_result`,
-/// `elicitation_requested`, `elicitation_answered`, `done`, `error`. Each carries its id;
+/// `elicitation_requested`, `elicitation_answered`, `sampling_requested`,
+/// `sampling_answered`, `done`, `error`. Each carries its id;
 /// a client that reconnects with `Last-Event-ID` (or `?after=`) gets what it missed.
 #[utoipa::path(get, path = "/api/v1/conversations/{conversation_id}/events", tag = "chat",
     params(("conversation_id" = String, Path), EventsQuery),

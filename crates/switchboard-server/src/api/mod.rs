@@ -88,6 +88,10 @@ pub(crate) fn routes(state: State) -> Router {
             "/conversations/{conversation_id}/elicitations/{elicitation_id}",
             post(answer_elicitation),
         )
+        .route(
+            "/conversations/{conversation_id}/samplings/{sampling_id}",
+            post(answer_sampling),
+        )
         .route("/conversations/{conversation_id}/cancel", post(cancel_turn))
         .route("/orgs/{org_id}/audit/export", get(export_audit))
         .route(

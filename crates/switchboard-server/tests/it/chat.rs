@@ -870,3 +870,156 @@ async fn with_500_functions_across_20_connectors_the_model_searches_for_them() {
     );
     assert_eq!(events.last().unwrap().data["outcome"], "answered");
 }
+
+#[tokio::test]
+async fn an_attached_resource_and_a_prompt_enter_the_context_with_their_provenance() {
+    let upstream = switchboard_testkit::PythonServer::start(
+        switchboard_testkit::BASIC_SERVER,
+        switchboard_testkit::PyTransport::StreamableHttp,
+    )
+    .await;
+    let double = LlmDouble::start(ProviderKind::Mistral, |_: &Value| {
+        Scripted::text("Summarized.")
+    })
+    .await;
+    let server = TestServer::start().await;
+    let (owner, org, tools) = world(&server, &double, upstream.url()).await;
+    let conv = conversation(&owner, &org, &[&tools]).await;
+    let (status, body) = owner
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            json!({
+                "content": "Use these",
+                "attachments": [
+                    {"type": "resource", "connector_id": tools, "uri": "note://hello"},
+                    {"type": "prompt", "connector_id": tools, "name": "summarize",
+                     "arguments": {"text": "a long story", "style": "brief"}},
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    read_until(&owner, &server.base, &conv, 0, ended).await;
+    let request = &double.requests()[0];
+    let messages = request["messages"].as_array().unwrap();
+    let texts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or(""))
+        .collect();
+    let resource = texts
+        .iter()
+        .find(|t| t.starts_with("<attached_resource"))
+        .unwrap_or_else(|| panic!("no resource in {texts:?}"));
+    assert!(resource.contains("uri=\"note://hello\""), "{resource}");
+    assert!(resource.contains("connector=\"Tools\""), "{resource}");
+    assert!(
+        texts.iter().any(|t| t.contains("a long story")),
+        "the prompt's text: {texts:?}"
+    );
+    assert_eq!(*texts.last().unwrap(), "Use these");
+
+    // Attaching from a connector the conversation does not enable is refused.
+    let other = conversation(&owner, &org, &[]).await;
+    let (status, body) = owner
+        .post(
+            &format!("/api/v1/conversations/{other}/messages"),
+            json!({"content": "x", "attachments": [{"type": "resource", "connector_id": tools, "uri": "note://hello"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.to_string()
+            .contains("not enabled in this conversation"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_servers_sampling_request_runs_on_the_model_only_when_allowed_and_approved() {
+    let Ok(everything) = Everything::try_start(Mode::StreamableHttp).await else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "server-everything is missing in CI"
+        );
+        eprintln!("skipped: server-everything is not installed (bash scripts/peers)");
+        return;
+    };
+    let tool = "Tools__trigger-sampling-request";
+    // The chat's requests start with Switchboard's instructions; the server's own request
+    // starts with its system prompt.
+    let double = LlmDouble::start(ProviderKind::OpenAi, move |body: &Value| {
+        let first = body["messages"][0]["content"].as_str().unwrap_or("");
+        if first.contains("helpful test server") {
+            return Scripted::text("A haiku from the model");
+        }
+        match last_message(body) {
+            ("tool", _) => Scripted::text("Here it is."),
+            _ => {
+                Scripted::tool_calls([(tool, json!({"prompt": "write a haiku", "maxTokens": 50}))])
+            }
+        }
+    })
+    .await;
+    let server = TestServer::start().await;
+    let (owner, org, tools) = world(&server, &double, everything.url()).await;
+    prefer(&owner, &tools, "trigger-sampling-request", "always").await;
+    let conv = conversation(&owner, &org, &[&tools]).await;
+
+    // The organization does not allow sampling (the default): the server is refused, and
+    // the model is never asked on its behalf.
+    say(&owner, &conv, "A poem please").await;
+    let events = read_until(&owner, &server.base, &conv, 0, ended).await;
+    assert!(
+        !events.iter().any(|e| e.kind == "sampling_requested"),
+        "{events:#?}"
+    );
+    let result = events.iter().find(|e| e.kind == "tool_result").unwrap();
+    assert!(!result.data.to_string().contains("A haiku"), "{result:?}");
+    assert_eq!(double.requests().len(), 2, "only the chat's own requests");
+
+    // Allowed: the member sees what the server asks and approves; the model answers it.
+    owner
+        .ok(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org}"),
+            Some(json!({"settings": {"new_functions": "held", "untrusted_content": "standard", "sampling": true}})),
+        )
+        .await;
+    say(&owner, &conv, "Another poem").await;
+    let asked = read_until(
+        &owner,
+        &server.base,
+        &conv,
+        events.last().unwrap().id,
+        |e| e.kind == "sampling_requested",
+    )
+    .await;
+    let request = asked.last().unwrap().data.clone();
+    assert_eq!(request["connector"], "Tools");
+    assert!(
+        request["messages"].to_string().contains("write a haiku"),
+        "{request}"
+    );
+    let id = request["sampling_id"].as_str().unwrap();
+    let (status, body) = owner
+        .post(
+            &format!("/api/v1/conversations/{conv}/samplings/{id}"),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let rest = read_until(&owner, &server.base, &conv, asked.last().unwrap().id, ended).await;
+    let result = rest
+        .iter()
+        .find(|e| e.kind == "tool_result")
+        .expect("a result");
+    assert!(
+        result.data["content"]
+            .as_str()
+            .unwrap()
+            .contains("A haiku from the model"),
+        "{result:?}"
+    );
+    server.stop().await;
+}

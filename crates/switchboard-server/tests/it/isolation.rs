@@ -508,7 +508,8 @@ async fn conversations_are_private_to_their_member() {
         let path = path
             .replace("{conversation_id}", conv_id)
             .replace("{call_id}", "call_1")
-            .replace("{elicitation_id}", "e1");
+            .replace("{elicitation_id}", "e1")
+            .replace("{sampling_id}", "s1");
         for method in item.as_object().unwrap().keys() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             // A body each endpoint accepts, so what answers is the access check.
@@ -522,6 +523,8 @@ async fn conversations_are_private_to_their_member() {
                 Some(json!({"answer": "deny"}))
             } else if path.contains("/elicitations/") {
                 Some(json!({"action": "decline"}))
+            } else if path.contains("/samplings/") {
+                Some(json!({"approve": false}))
             } else {
                 None
             };
