@@ -151,6 +151,9 @@ async function authorize(context) {
     }),
   ]);
   clearTimeout(timer);
+  if (!response && !page.url().startsWith(prefix)) {
+    throw new Error(`the redirect to ${redirected} got no answer; ${await describe(page)}`);
+  }
   const result = { final_url: redirected, status: response ? response.status() : null, steps };
   if (args['outcome-selector']) {
     // The callback is a top-level navigation: wait until its page has loaded, then read it.

@@ -494,6 +494,11 @@ async fn connect(
             () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
                 let now = api.get(&["connectors", &id, "authorization"]).await?;
                 if connected(&now) {
+                    // The server may have seen the grant a moment before the browser follows
+                    // its redirect here: give the browser its page rather than a closed port.
+                    if let Some(listener) = &mut listener {
+                        let _ = tokio::time::timeout(BROWSER_GRACE, listener.next()).await;
+                    }
                     break now;
                 }
             }
@@ -517,6 +522,10 @@ async fn connect(
     }
     Ok(())
 }
+
+/// How long a command that learned of the grant from the server waits for the browser to
+/// arrive at its loopback listener.
+const BROWSER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The next outcome the browser brings to the loopback listener; never, without one.
 async fn next_return(listener: &mut Option<Loopback>) -> Option<Returned> {
