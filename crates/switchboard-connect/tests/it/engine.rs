@@ -224,6 +224,7 @@ async fn progress_comes_out_and_cancellation_reaches_the_server() {
         let server = RmcpServer::start_with(RmcpOptions {
             mode,
             tools_page_size: None,
+            ..Default::default()
         })
         .await;
         let engine = engine();
@@ -405,6 +406,7 @@ async fn paginated_lists_are_followed() {
     let server = RmcpServer::start_with(RmcpOptions {
         mode: RmcpMode::Sessions,
         tools_page_size: Some(1),
+        ..Default::default()
     })
     .await;
     let catalog = engine()

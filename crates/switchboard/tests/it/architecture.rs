@@ -54,6 +54,7 @@ fn pure_crates_know_no_io() {
         "switchboard-domain",
         "switchboard-policy",
         "switchboard-seal",
+        "switchboard-chat",
     ] {
         let deps = all.get(pure).unwrap_or_else(|| panic!("{pure} is missing"));
         for d in deps {
@@ -116,6 +117,26 @@ fn the_model_and_the_connector_engine_do_not_know_each_other() {
         assert!(
             !connect.iter().any(|d| d == "switchboard-llm"),
             "switchboard-connect must not know the model"
+        );
+    }
+}
+
+#[test]
+fn the_chat_loop_knows_neither_store_nor_engine() {
+    let all = dependencies();
+    let chat = all
+        .get("switchboard-chat")
+        .expect("switchboard-chat is missing");
+    for d in chat {
+        assert!(
+            ![
+                "switchboard-store",
+                "switchboard-connect",
+                "switchboard-service",
+                "switchboard-net",
+            ]
+            .contains(&d.as_str()),
+            "the chat state machine must stay pure but depends on {d}"
         );
     }
 }
