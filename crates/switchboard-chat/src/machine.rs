@@ -71,6 +71,20 @@ pub struct Call {
     pub status: CallStatus,
 }
 
+impl Call {
+    /// What the member is asked to approve: the call, its connector function, its arguments
+    /// and the rule that asks.
+    pub fn approval(&self) -> Value {
+        json!({
+            "call_id": self.id, "arguments": self.arguments,
+            "connector": self.target.as_ref().map(|t| &t.connector_name),
+            "function": self.target.as_ref().map(|t| &t.function),
+            "rule": self.decision.map(|d| d.rule),
+            "reason": self.decision.map(|d| d.rule.words()),
+        })
+    }
+}
+
 /// The connector function a call names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
@@ -517,19 +531,7 @@ impl Turn {
             match &c.status {
                 // Planned as allowed: hand it out now.
                 CallStatus::Running => self.run(i, fx),
-                CallStatus::AwaitingApproval => {
-                    let event = emit(
-                        "approval_needed",
-                        json!({
-                            "call_id": c.id, "arguments": c.arguments,
-                            "connector": c.target.as_ref().map(|t| &t.connector_name),
-                            "function": c.target.as_ref().map(|t| &t.function),
-                            "rule": c.decision.map(|d| d.rule),
-                            "reason": c.decision.map(|d| d.rule.words()),
-                        }),
-                    );
-                    fx.push(event);
-                }
+                CallStatus::AwaitingApproval => fx.push(emit("approval_needed", c.approval())),
                 CallStatus::Refused { .. } if c.target.is_some() => {
                     self.ended(i, "refused", 0, fx);
                 }

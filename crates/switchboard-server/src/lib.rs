@@ -20,6 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use switchboard_service::App;
 
+pub use api::escape_html;
 pub use error::ApiError;
 pub use openapi::openapi_json;
 

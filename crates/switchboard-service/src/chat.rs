@@ -1520,15 +1520,7 @@ fn turn_view(record: &TurnRecord) -> Result<TurnView> {
         status: record.status,
         approvals: turn
             .awaiting()
-            .map(|c| {
-                json!({
-                    "call_id": c.id, "arguments": c.arguments,
-                    "connector": c.target.as_ref().map(|t| &t.connector_name),
-                    "function": c.target.as_ref().map(|t| &t.function),
-                    "rule": c.decision.map(|d| d.rule),
-                    "reason": c.decision.map(|d| d.rule.words()),
-                })
-            })
+            .map(switchboard_chat::Call::approval)
             .collect(),
     })
 }

@@ -29,6 +29,7 @@ pub(crate) use audit::*;
 pub(crate) use chat::*;
 pub(crate) use connectors::*;
 pub(crate) use mcp::*;
+pub use oauth::escape_html;
 pub(crate) use oauth::*;
 pub(crate) use orgs::*;
 

@@ -287,8 +287,8 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
          <meta name=\"viewport\" content=\"width=device-width\"></head>\
          <body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem\">\
          <h1>{title}</h1><p id=\"outcome\">{message}</p></body></html>",
-        title = escape(title),
-        message = escape(message),
+        title = escape_html(title),
+        message = escape_html(message),
     );
     let mut response = (status, Html(body)).into_response();
     let headers = response.headers_mut();
@@ -304,7 +304,8 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
     response
 }
 
-fn escape(text: &str) -> String {
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -326,7 +327,7 @@ mod tests {
     #[test]
     fn page_text_is_escaped() {
         assert_eq!(
-            escape("<script>\"x\" & 'y'</script>"),
+            escape_html("<script>\"x\" & 'y'</script>"),
             "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
         );
     }

@@ -121,8 +121,8 @@ async fn serve(mut stream: TcpStream, path: &str, connector: &str) -> Result<Opt
          Switchboard</title></head><body style=\"font-family:system-ui,sans-serif;\
          max-width:36rem;margin:4rem auto;padding:0 1rem\"><h1>{title}</h1>\
          <p id=\"outcome\">{message}</p></body></html>",
-        title = escape(title),
-        message = escape(&message),
+        title = switchboard_server::escape_html(title),
+        message = switchboard_server::escape_html(&message),
     );
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\n\
@@ -178,21 +178,6 @@ fn parse(head: &str, path: &str) -> Option<Returned> {
     }
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,14 +212,6 @@ mod tests {
                 path
             ),
             None
-        );
-    }
-
-    #[test]
-    fn page_text_is_escaped() {
-        assert_eq!(
-            escape("<b>\"a\" & 'b'</b>"),
-            "&lt;b&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/b&gt;"
         );
     }
 
