@@ -352,17 +352,13 @@ impl App {
         actor: &crate::Actor,
         id: ConversationId,
     ) -> Result<OrgAccess> {
-        for (org, role) in self.store.organizations_of(actor.id()).await? {
-            if self
-                .store
-                .conversation(org.id, actor.id(), id)
-                .await
-                .is_ok()
-            {
-                return Ok(OrgAccess::new(org.id, actor.id(), role));
-            }
-        }
-        Err(Error::NotFound("conversation"))
+        let org = self.store.conversation_org(actor.id(), id).await?;
+        // A member who left the organization has no conversations there any more (they go
+        // with the membership), so this finds a role whenever the conversation was found.
+        self.org_access(actor, org).await.map_err(|e| match e {
+            Error::NotFound(_) => Error::NotFound("conversation"),
+            other => other,
+        })
     }
 
     /// A conversation with its history and the turn under way.

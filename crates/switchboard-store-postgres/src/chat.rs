@@ -218,6 +218,21 @@ pub(crate) async fn conversation(
     fetch_conversation(&mut *pool.acquire().await.map_err(backend)?, org, user, id).await
 }
 
+pub(crate) async fn conversation_org(
+    pool: &PgPool,
+    user: UserId,
+    id: ConversationId,
+) -> StoreResult<OrgId> {
+    let org: Option<Uuid> =
+        sqlx::query_scalar("SELECT org_id FROM conversations WHERE id = $1 AND user_id = $2")
+            .bind(id.0)
+            .bind(user.0)
+            .fetch_optional(pool)
+            .await
+            .map_err(backend)?;
+    org.map(OrgId).ok_or(StoreError::NotFound("conversation"))
+}
+
 pub(crate) async fn list_conversations(
     pool: &PgPool,
     org: OrgId,

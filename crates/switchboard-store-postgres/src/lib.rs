@@ -579,6 +579,10 @@ impl Store for PostgresStore {
         chat::conversation(&self.pool, org, user, id).await
     }
 
+    async fn conversation_org(&self, user: UserId, id: ConversationId) -> StoreResult<OrgId> {
+        chat::conversation_org(&self.pool, user, id).await
+    }
+
     async fn list_conversations(
         &self,
         org: OrgId,

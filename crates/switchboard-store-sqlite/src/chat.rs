@@ -196,6 +196,21 @@ pub(crate) async fn conversation(
     fetch_conversation(&mut *pool.acquire().await.db()?, org, user, id).await
 }
 
+pub(crate) async fn conversation_org(
+    pool: &SqlitePool,
+    user: UserId,
+    id: ConversationId,
+) -> StoreResult<OrgId> {
+    let org: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT org_id FROM conversations WHERE id = ? AND user_id = ?")
+            .bind(id.0)
+            .bind(user.0)
+            .fetch_optional(pool)
+            .await
+            .db()?;
+    org.map(OrgId).ok_or(StoreError::NotFound("conversation"))
+}
+
 pub(crate) async fn list_conversations(
     pool: &SqlitePool,
     org: OrgId,

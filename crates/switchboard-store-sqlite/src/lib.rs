@@ -647,6 +647,10 @@ impl Store for SqliteStore {
         chat::conversation(&self.pool, org, user, id).await
     }
 
+    async fn conversation_org(&self, user: UserId, id: ConversationId) -> StoreResult<OrgId> {
+        chat::conversation_org(&self.pool, user, id).await
+    }
+
     async fn list_conversations(
         &self,
         org: OrgId,

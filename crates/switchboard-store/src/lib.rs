@@ -491,6 +491,10 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         id: ConversationId,
     ) -> StoreResult<Conversation>;
+    /// The organization of `user`'s conversation `id`; `NotFound` when it is not theirs, so
+    /// a conversation's id alone finds its scope, as [`Store::connector_org`] does for
+    /// connectors.
+    async fn conversation_org(&self, user: UserId, id: ConversationId) -> StoreResult<OrgId>;
     /// `user`'s conversations in the organization, most recently updated first (ties by id,
     /// descending). `page.after` is the last conversation of the previous page; one that is
     /// not (or no longer) among `user`'s conversations gives an empty page.

@@ -4576,6 +4576,12 @@ async fn conversations_are_scoped_to_their_member(cx: Cx) {
         s.conversation(acme.id, ada.id, talk.id).await.unwrap(),
         talk
     );
+    assert_eq!(s.conversation_org(ada.id, talk.id).await.unwrap(), acme.id);
+    not_found(s.conversation_org(bob.id, talk.id).await, "conversation");
+    not_found(
+        s.conversation_org(ada.id, ConversationId::new()).await,
+        "conversation",
+    );
 
     // Another member (even an admin), the same member in another organization, and a
     // stranger all see nothing.

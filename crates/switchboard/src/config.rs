@@ -595,13 +595,18 @@ pub fn parse_public_url(raw: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-fn deserialize_public_url<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Url>, D::Error> {
+/// Reads a string from the configuration file and parses it with `parse`, so a bad value
+/// gets the same words in the file as in the environment and on the command line.
+fn parsed_with<'de, D, T>(d: D, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
     let raw = String::deserialize(d)?;
-    parse_public_url(&raw)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+    parse(&raw).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn deserialize_public_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
+    parsed_with(d, parse_public_url)
 }
 
 /// Parses a listen address, with a hint when the port or the host is missing.
@@ -616,10 +621,7 @@ pub fn parse_listen(raw: &str) -> Result<SocketAddr, String> {
 fn deserialize_listen<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<SocketAddr>, D::Error> {
-    let raw = String::deserialize(d)?;
-    parse_listen(&raw)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+    parsed_with(d, parse_listen)
 }
 
 fn parse_bool(var: &str, raw: &str) -> Result<bool> {
@@ -669,28 +671,19 @@ fn parse_model_name(raw: &str) -> Result<String, String> {
 fn deserialize_model_kind<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<ProviderKind>, D::Error> {
-    let raw = String::deserialize(d)?;
-    parse_model_kind(&raw)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+    parsed_with(d, parse_model_kind)
 }
 
 fn deserialize_model_base_url<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Url>, D::Error> {
-    let raw = String::deserialize(d)?;
-    parse_model_base_url(&raw)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+    parsed_with(d, parse_model_base_url)
 }
 
 fn deserialize_model_name<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<String>, D::Error> {
-    let raw = String::deserialize(d)?;
-    parse_model_name(&raw)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+    parsed_with(d, parse_model_name)
 }
 
 /// Refuses an API key written in the configuration file, saying where it belongs. The value

@@ -11,7 +11,7 @@ use switchboard_testkit::{
     Everything, LlmDouble, Mode, RmcpServer, Scripted, call_then_answer, last_message,
 };
 
-use crate::support::{Client, TestServer};
+use crate::support::{Client, TestServer, active_connector};
 
 /// One event of a conversation's stream.
 #[derive(Debug, Clone)]
@@ -114,22 +114,7 @@ pub async fn world(server: &TestServer, double: &LlmDouble, url: &str) -> (Clien
             })),
         )
         .await;
-    let c = owner
-        .ok(
-            Method::POST,
-            &format!("/api/v1/orgs/{org}/connectors"),
-            Some(json!({"name": "Tools", "url": url})),
-        )
-        .await;
-    let id = c["id"].as_str().unwrap().to_owned();
-    let v = owner
-        .ok(
-            Method::POST,
-            &format!("/api/v1/connectors/{id}/validate"),
-            None,
-        )
-        .await;
-    assert_eq!(v["connector"]["status"], "active", "{v}");
+    let id = active_connector(&owner, &org, "Tools", url).await;
     (owner, org, id)
 }
 
@@ -153,6 +138,25 @@ async fn say(owner: &Client, conv: &str, text: &str) -> Value {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     body
+}
+
+/// Reads the stream from `after` until the next approval request; returns the request and the
+/// id of its event.
+async fn next_approval(owner: &Client, base: &str, conv: &str, after: i64) -> (Value, i64) {
+    let events = read_until(owner, base, conv, after, |e| e.kind == "approval_needed").await;
+    let last = events.last().unwrap();
+    (last.data.clone(), last.id)
+}
+
+/// Answers the approval request `ask` with `answer`.
+async fn answer(owner: &Client, conv: &str, ask: &Value, answer: &str) -> (StatusCode, Value) {
+    let call_id = ask["call_id"].as_str().unwrap();
+    owner
+        .post(
+            &format!("/api/v1/conversations/{conv}/approvals/{call_id}"),
+            json!({"answer": answer}),
+        )
+        .await
 }
 
 /// Sets the organization's handling of untrusted content to `standard`.
@@ -284,11 +288,7 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
 
     // Allow once: the call waits, then runs.
     say(&owner, &conv, "Add 2 and 3").await;
-    let events = read_until(&owner, &server.base, &conv, 0, |e| {
-        e.kind == "approval_needed"
-    })
-    .await;
-    let ask = &events.last().unwrap().data;
+    let (ask, last) = next_approval(&owner, &server.base, &conv, 0).await;
     assert_eq!(ask["function"], "add");
     assert_eq!(ask["rule"], "default_ask");
     assert_eq!(ask["arguments"], json!({"a": 2, "b": 3}));
@@ -301,7 +301,6 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
         .ok(Method::GET, &format!("/api/v1/conversations/{conv}"), None)
         .await;
     assert_eq!(view["open_turn"]["status"], "waiting");
-    let call_id = ask["call_id"].as_str().unwrap();
     // A second message while the turn waits is refused.
     let (status, body) = owner
         .post(
@@ -310,52 +309,23 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    owner
-        .ok(
-            Method::POST,
-            &format!("/api/v1/conversations/{conv}/approvals/{call_id}"),
-            Some(json!({"answer": "allow_once"})),
-        )
-        .await;
-    let last = events.last().unwrap().id;
+    assert_eq!(
+        answer(&owner, &conv, &ask, "allow_once").await.0,
+        StatusCode::OK
+    );
     let rest = read_until(&owner, &server.base, &conv, last, ended).await;
     assert_eq!(kinds(&rest), ["tool_result", "done"], "{rest:#?}");
     assert_eq!(rest[0].data["outcome"], "ok");
     assert_eq!(upstream.stats().tool_calls(), 1);
     // Answering twice is a conflict, not a second run.
-    let (status, _) = owner
-        .post(
-            &format!("/api/v1/conversations/{conv}/approvals/{call_id}"),
-            json!({"answer": "allow_once"}),
-        )
-        .await;
+    let (status, _) = answer(&owner, &conv, &ask, "allow_once").await;
     assert_eq!(status, StatusCode::CONFLICT);
 
     // Deny: the model is told, the server is not called.
     say(&owner, &conv, "Add again").await;
-    let events = read_until(&owner, &server.base, &conv, rest.last().unwrap().id, |e| {
-        e.kind == "approval_needed"
-    })
-    .await;
-    let call_id = events.last().unwrap().data["call_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    owner
-        .ok(
-            Method::POST,
-            &format!("/api/v1/conversations/{conv}/approvals/{call_id}"),
-            Some(json!({"answer": "deny"})),
-        )
-        .await;
-    let rest = read_until(
-        &owner,
-        &server.base,
-        &conv,
-        events.last().unwrap().id,
-        ended,
-    )
-    .await;
+    let (ask, last) = next_approval(&owner, &server.base, &conv, rest.last().unwrap().id).await;
+    assert_eq!(answer(&owner, &conv, &ask, "deny").await.0, StatusCode::OK);
+    let rest = read_until(&owner, &server.base, &conv, last, ended).await;
     assert_eq!(rest[0].data["outcome"], "not_run");
     assert_eq!(upstream.stats().tool_calls(), 1);
     let requests = double.requests();
@@ -364,29 +334,12 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
 
     // Always allow: runs, and the preference is stored, so the next turn does not ask.
     say(&owner, &conv, "Add once more").await;
-    let events = read_until(&owner, &server.base, &conv, rest.last().unwrap().id, |e| {
-        e.kind == "approval_needed"
-    })
-    .await;
-    let call_id = events.last().unwrap().data["call_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    owner
-        .ok(
-            Method::POST,
-            &format!("/api/v1/conversations/{conv}/approvals/{call_id}"),
-            Some(json!({"answer": "always_allow"})),
-        )
-        .await;
-    let rest = read_until(
-        &owner,
-        &server.base,
-        &conv,
-        events.last().unwrap().id,
-        ended,
-    )
-    .await;
+    let (ask, last) = next_approval(&owner, &server.base, &conv, rest.last().unwrap().id).await;
+    assert_eq!(
+        answer(&owner, &conv, &ask, "always_allow").await.0,
+        StatusCode::OK
+    );
+    let rest = read_until(&owner, &server.base, &conv, last, ended).await;
     assert_eq!(upstream.stats().tool_calls(), 2);
     let fns = owner
         .ok(
@@ -407,11 +360,8 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
     // Tool output is in this conversation now, and `add` does not say it is read-only: under
     // the organization's strict setting (the default) "always" still asks.
     say(&owner, &conv, "And once more").await;
-    let events = read_until(&owner, &server.base, &conv, rest.last().unwrap().id, |e| {
-        e.kind == "approval_needed"
-    })
-    .await;
-    assert_eq!(events.last().unwrap().data["rule"], "untrusted_content");
+    let (ask, last) = next_approval(&owner, &server.base, &conv, rest.last().unwrap().id).await;
+    assert_eq!(ask["rule"], "untrusted_content");
     owner
         .ok(
             Method::POST,
@@ -419,14 +369,7 @@ async fn ask_waits_for_the_member_and_each_answer_is_honoured() {
             None,
         )
         .await;
-    let rest = read_until(
-        &owner,
-        &server.base,
-        &conv,
-        events.last().unwrap().id,
-        ended,
-    )
-    .await;
+    let rest = read_until(&owner, &server.base, &conv, last, ended).await;
     // Under the standard setting the member's "always" applies as it is.
     standard(&owner, &org).await;
     say(&owner, &conv, "And once more").await;
@@ -835,21 +778,7 @@ async fn with_500_functions_across_20_connectors_the_model_searches_for_them() {
         .await;
     let mut ids = Vec::new();
     for (i, upstream) in upstreams.iter().enumerate() {
-        let c = owner
-            .ok(
-                Method::POST,
-                &format!("/api/v1/orgs/{org}/connectors"),
-                Some(json!({"name": format!("C{i}"), "url": upstream.url()})),
-            )
-            .await;
-        let id = c["id"].as_str().unwrap().to_owned();
-        owner
-            .ok(
-                Method::POST,
-                &format!("/api/v1/connectors/{id}/validate"),
-                None,
-            )
-            .await;
+        let id = active_connector(&owner, &org, &format!("C{i}"), upstream.url()).await;
         ids.push(id);
     }
     prefer(&owner, &ids[16], "reopen_incident", "always").await;

@@ -7,18 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard_testkit::{BASIC_SERVER, MUTABLE_SERVER, PyTransport, PythonServer, RmcpServer};
 
-use crate::support::{Client, TestServer, add_member};
-
-async fn connector(owner: &Client, org: &str, name: &str, url: &str) -> String {
-    let c = owner
-        .ok(
-            Method::POST,
-            &format!("/api/v1/orgs/{org}/connectors"),
-            Some(json!({"name": name, "url": url})),
-        )
-        .await;
-    c["id"].as_str().unwrap().to_owned()
-}
+use crate::support::{Client, TestServer, add_member, connector};
 
 #[tokio::test]
 async fn validation_reports_every_step_and_activates() {

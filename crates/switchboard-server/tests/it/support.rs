@@ -240,3 +240,29 @@ pub async fn add_member(
         member["user_id"].as_str().unwrap().to_owned(),
     )
 }
+
+/// Registers a connector; returns its id.
+pub async fn connector(owner: &Client, org: &str, name: &str, url: &str) -> String {
+    let c = owner
+        .ok(
+            Method::POST,
+            &format!("/api/v1/orgs/{org}/connectors"),
+            Some(json!({"name": name, "url": url})),
+        )
+        .await;
+    c["id"].as_str().unwrap().to_owned()
+}
+
+/// Registers a connector and validates it, which must make it active; returns its id.
+pub async fn active_connector(owner: &Client, org: &str, name: &str, url: &str) -> String {
+    let id = connector(owner, org, name, url).await;
+    let v = owner
+        .ok(
+            Method::POST,
+            &format!("/api/v1/connectors/{id}/validate"),
+            None,
+        )
+        .await;
+    assert_eq!(v["connector"]["status"], "active", "{v}");
+    id
+}

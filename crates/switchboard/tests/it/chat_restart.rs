@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use switchboard_domain::ProviderKind;
 use switchboard_testkit::{LlmDouble, RmcpServer, call_then_answer};
 
-use crate::support::{PASSWORD, Scratch, runtime};
+use crate::support::{Api, Scratch, runtime};
 
 const OWNER: &str = "ada@example.org";
 /// A short lease, so a turn whose process died is recovered within seconds.
@@ -17,75 +17,25 @@ const ENV: [(&str, &str); 2] = [
     ("SWITCHBOARD_CHAT_LEASE_SECS", "2"),
 ];
 
-/// A small JSON client for one signed-in member.
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn sign_in(base: &str) -> Api {
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let issued: Value = http
-            .post(format!("{base}/api/v1/auth/token"))
-            .json(&json!({"email": OWNER, "password": PASSWORD, "name": "chat-test"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Api {
-            base: base.to_owned(),
-            token: issued["secret"].as_str().expect("a token").to_owned(),
-            http,
+/// Polls the conversation until `done` accepts it.
+async fn wait(api: &Api, conv: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = api
+            .ok(
+                reqwest::Method::GET,
+                &format!("/conversations/{conv}"),
+                None,
+            )
+            .await;
+        if done(&view) {
+            return view;
         }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let (status, value) = self.send(method.clone(), path, body).await;
         assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {value}"
+            tokio::time::Instant::now() < deadline,
+            "waited for {what}: {view}"
         );
-        value
-    }
-
-    /// Polls the conversation until `done` accepts it.
-    async fn wait(&self, conv: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let view = self
-                .ok(
-                    reqwest::Method::GET,
-                    &format!("/conversations/{conv}"),
-                    None,
-                )
-                .await;
-            if done(&view) {
-                return view;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited for {what}: {view}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -93,17 +43,7 @@ impl Api {
 /// with it; returns the conversation and connector ids.
 async fn prepare(api: &Api, double: &LlmDouble, url: &str) -> (String, String) {
     use reqwest::Method;
-    let orgs = api.ok(Method::GET, "/orgs", None).await;
-    let list = orgs
-        .as_array()
-        .or(orgs["items"].as_array())
-        .unwrap()
-        .clone();
-    let org = list[0]["organization"]["id"]
-        .as_str()
-        .or(list[0]["id"].as_str())
-        .unwrap()
-        .to_owned();
+    let org = api.org().await;
     api.ok(
         Method::PUT,
         &format!("/orgs/{org}/chat-model"),
@@ -168,7 +108,7 @@ fn a_paused_turn_resumes_after_a_restart_and_a_crash_mid_call_is_not_run_twice()
     // An approval asked before a restart is answered after it, and the turn completes.
     let server = s.serve(&ENV);
     let (conv, tools) = rt.block_on(async {
-        let api = Api::sign_in(&server.url).await;
+        let api = Api::sign_in(&server.url, OWNER).await;
         let ids = prepare(&api, &double, upstream.url()).await;
         api.ok(
             Method::POST,
@@ -176,16 +116,14 @@ fn a_paused_turn_resumes_after_a_restart_and_a_crash_mid_call_is_not_run_twice()
             Some(json!({"content": "Work slowly"})),
         )
         .await;
-        api.wait(&ids.0, "the approval", waiting).await;
+        wait(&api, &ids.0, "the approval", waiting).await;
         ids
     });
     server.terminate();
     let server = s.serve(&ENV);
     rt.block_on(async {
-        let api = Api::sign_in(&server.url).await;
-        let view = api
-            .wait(&conv, "the approval after the restart", waiting)
-            .await;
+        let api = Api::sign_in(&server.url, OWNER).await;
+        let view = wait(&api, &conv, "the approval after the restart", waiting).await;
         let call_id = view["open_turn"]["approvals"][0]["call_id"]
             .as_str()
             .unwrap()
@@ -196,7 +134,7 @@ fn a_paused_turn_resumes_after_a_restart_and_a_crash_mid_call_is_not_run_twice()
             Some(json!({"answer": "allow_once"})),
         )
         .await;
-        let view = api.wait(&conv, "the answer", ended).await;
+        let view = wait(&api, &conv, "the answer", ended).await;
         assert!(
             last_tool_message(&view).contains("done after 30 steps"),
             "{view}"
@@ -209,13 +147,7 @@ fn a_paused_turn_resumes_after_a_restart_and_a_crash_mid_call_is_not_run_twice()
             Some(json!({"preference": "always"})),
         )
         .await;
-        let org = api.ok(Method::GET, "/orgs", None).await;
-        let list = org.as_array().or(org["items"].as_array()).unwrap().clone();
-        let org = list[0]["organization"]["id"]
-            .as_str()
-            .or(list[0]["id"].as_str())
-            .unwrap()
-            .to_owned();
+        let org = api.org().await;
         api.ok(
             Method::PATCH,
             &format!("/orgs/{org}"),
@@ -242,12 +174,11 @@ fn a_paused_turn_resumes_after_a_restart_and_a_crash_mid_call_is_not_run_twice()
 
     let server = s.serve(&ENV);
     rt.block_on(async {
-        let api = Api::sign_in(&server.url).await;
-        let view = api
-            .wait(&conv, "the recovered turn", |v| {
-                v["open_turn"].is_null() && last_tool_message(v).contains("unknown")
-            })
-            .await;
+        let api = Api::sign_in(&server.url, OWNER).await;
+        let view = wait(&api, &conv, "the recovered turn", |v| {
+            v["open_turn"].is_null() && last_tool_message(v).contains("unknown")
+        })
+        .await;
         assert!(
             last_tool_message(&view).contains("was not run again"),
             "{view}"
@@ -308,8 +239,8 @@ fn two_servers_on_postgres_an_approval_answered_on_the_other_completes_the_turn(
     let one = s.serve(&env);
     let two = s.serve(&env);
     rt.block_on(async {
-        let a = Api::sign_in(&one.url).await;
-        let b = Api::sign_in(&two.url).await;
+        let a = Api::sign_in(&one.url, OWNER).await;
+        let b = Api::sign_in(&two.url, OWNER).await;
         let (conv, _) = prepare(&a, &double, upstream.url()).await;
         a.ok(
             Method::POST,
@@ -317,9 +248,7 @@ fn two_servers_on_postgres_an_approval_answered_on_the_other_completes_the_turn(
             Some(json!({"content": "Add"})),
         )
         .await;
-        let view = b
-            .wait(&conv, "the approval, seen on the other server", waiting)
-            .await;
+        let view = wait(&b, &conv, "the approval, seen on the other server", waiting).await;
         let call_id = view["open_turn"]["approvals"][0]["call_id"]
             .as_str()
             .unwrap()
@@ -330,9 +259,7 @@ fn two_servers_on_postgres_an_approval_answered_on_the_other_completes_the_turn(
             Some(json!({"answer": "allow_once"})),
         )
         .await;
-        let view = a
-            .wait(&conv, "the answer, seen on the first server", ended)
-            .await;
+        let view = wait(&a, &conv, "the answer, seen on the first server", ended).await;
         assert!(last_tool_message(&view).contains("42"), "{view}");
         let last = view["messages"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["body"]["content"], "It is 42.");

@@ -10,100 +10,13 @@ use switchboard_domain::{ConnectorId, OrgId, Timestamp, grant_seal_context};
 use switchboard_seal::{KeyRing, Sealed};
 use switchboard_testkit::{Authorization, Browser, OidcOptions, OidcProvider, ProtectedMcpServer};
 
-use crate::support::{PASSWORD, Scratch, Server, open_data_dir, runtime};
+use crate::support::{Answer, Api, PASSWORD, Scratch, Server, open_data_dir, runtime};
 
 /// The owner every test signs in as.
 const OWNER: &str = "ada@example.org";
 
-/// A signed-in API client of one server.
-#[derive(Clone)]
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-/// An API answer: its status and its body (JSON, or `null` when empty).
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    body: Value,
-    text: String,
-}
-
-impl Answer {
-    /// The stable error code of an error answer.
-    fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or_default()
-    }
-}
-
+/// What the OAuth tests ask of the shared client besides plain requests.
 impl Api {
-    /// Signs `email` in with a personal API token.
-    async fn sign_in(server_url: &str, email: &str) -> Api {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .unwrap();
-        let response = http
-            .post(format!("{server_url}/api/v1/auth/token"))
-            .json(&json!({"email": email, "password": PASSWORD, "name": "oauth-test"}))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "{}", response.status());
-        let issued: Value = response.json().await.unwrap();
-        Api {
-            base: server_url.to_owned(),
-            token: issued["secret"]
-                .as_str()
-                .expect("a token secret")
-                .to_owned(),
-            http,
-        }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
-        let mut request = self
-            .http
-            .request(method, format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, body, text }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Answer {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    /// The id of the caller's first organization.
-    async fn org(&self) -> String {
-        let orgs = self.get("/orgs").await;
-        assert_eq!(orgs.status, 200, "{}", orgs.text);
-        let list = orgs
-            .body
-            .as_array()
-            .or_else(|| orgs.body["items"].as_array())
-            .unwrap_or_else(|| panic!("no list in {}", orgs.text));
-        let first = &list[0];
-        first["organization"]["id"]
-            .as_str()
-            .or_else(|| first["id"].as_str())
-            .unwrap_or_else(|| panic!("no organization id in {first}"))
-            .to_owned()
-    }
-
     /// Calls a connector's function with `arguments`.
     async fn call(&self, connector: &str, function: &str, arguments: Value) -> Answer {
         self.post(

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::{Value, json};
 use switchboard_seal::{KeyRing, Sealed};
 use switchboard_service::{Actor, App, ConnectorInput, CredentialInput, ServiceConfig, Store};
 use switchboard_store_sqlite::SqliteStore;
@@ -556,5 +557,107 @@ pub async fn open_credential(
     {
         Some(CredentialInput::Bearer { token }) => Ok(token),
         other => Err(format!("unexpected credential {other:?}")),
+    }
+}
+
+/// A signed-in API client of one server.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+/// An API answer: its status and its body (JSON, or `null` when empty).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    /// The stable error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+impl Api {
+    /// Signs `email` in with a personal API token.
+    pub async fn sign_in(server_url: &str, email: &str) -> Api {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        let response = http
+            .post(format!("{server_url}/api/v1/auth/token"))
+            .json(&json!({"email": email, "password": PASSWORD, "name": "test"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let issued: Value = response.json().await.unwrap();
+        Api {
+            base: server_url.to_owned(),
+            token: issued["secret"]
+                .as_str()
+                .expect("a token secret")
+                .to_owned(),
+            http,
+        }
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, body, text }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// The id of the caller's first organization.
+    pub async fn org(&self) -> String {
+        let orgs = self.get("/orgs").await;
+        assert_eq!(orgs.status, 200, "{}", orgs.text);
+        let list = orgs
+            .body
+            .as_array()
+            .or_else(|| orgs.body["items"].as_array())
+            .unwrap_or_else(|| panic!("no list in {}", orgs.text));
+        let first = &list[0];
+        first["organization"]["id"]
+            .as_str()
+            .or_else(|| first["id"].as_str())
+            .unwrap_or_else(|| panic!("no organization id in {first}"))
+            .to_owned()
+    }
+
+    /// Sends a request that must succeed; its body.
+    pub async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let answer = self.send(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&answer.status),
+            "{method} {path}: {} {}",
+            answer.status,
+            answer.text
+        );
+        answer.body
     }
 }
