@@ -67,6 +67,17 @@ pub fn router(app: Arc<App>, config: ServerConfig) -> Router {
     api::routes(state)
 }
 
+/// The paths mounted under `/api/v1`, prefix included, as axum sees them (`{name}` for a path
+/// parameter, as in the OpenAPI document). A test checks each against that document, since
+/// axum cannot list a router's routes.
+pub fn mounted_api_paths() -> Vec<String> {
+    api::api_routes()
+        .paths()
+        .iter()
+        .map(|path| format!("/api/v1{path}"))
+        .collect()
+}
+
 /// Serves until `shutdown` completes, then stops accepting connections and lets requests in
 /// flight finish.
 pub async fn serve(

@@ -1,7 +1,9 @@
 //! Benchmark of the host's own time per chat turn with one tool call: the whole turn as the
 //! member sees it (message posted to the `done` event), minus the time spent waiting for the
-//! model (two streamed requests to a provider double on loopback) and for the tool call (a
-//! real rmcp server on loopback), both measured by the driver itself in the same run.
+//! model (two streamed requests to a provider double on loopback: only the waits for the
+//! provider's answer and its next chunk count) and for the tool call (a real rmcp server on
+//! loopback: the engine's call, not the credential and catalog reads around it), both measured
+//! by the driver itself in the same run.
 //!
 //! It prints the host time per turn and the ratio of the whole turn to the model and tool
 //! time (the baseline); it never fails on a number (CONVENTIONS rule 9). The target is a host

@@ -12,7 +12,7 @@ use switchboard_domain::{
 use switchboard_store::{NewOrganization, NewUser};
 
 use crate::secrets::{hash_password, random_token, sha256_hex, verify_password};
-use crate::{Actor, App, Credential, Error, Result};
+use crate::{Actor, App, Credential, Error, Page, PageRequest, Result};
 
 /// The instance setting holding the hash of the one-time setup token.
 const SETUP_TOKEN_KEY: &str = "setup_token_sha256";
@@ -111,22 +111,19 @@ impl App {
             return self.create_first_owner(input).await;
         }
         let (user, org) = self.owner_records(input).await?;
-        let user_id = user.id;
-        let created = self
-            .store
-            .create_user(
-                &user,
-                &NewAuditEvent::new(AuditAction::UserCreated, None).target("user", user_id),
-            )
-            .await?;
-        let audit = NewAuditEvent::new(AuditAction::OrgCreated, Some(user_id))
-            .org(org.id)
-            .target("organization", org.id);
-        let org = self
-            .store
-            .create_organization(&org, user_id, &audit)
-            .await?;
-        Ok((created, org))
+        let audit = [
+            NewAuditEvent::new(AuditAction::UserCreated, None).target("user", user.id),
+            NewAuditEvent::new(AuditAction::OrgCreated, Some(user.id))
+                .org(org.id)
+                .target("organization", org.id),
+        ];
+        // One transaction, so a slug that is taken leaves no account without an organization
+        // behind (which would also make the same command fail on the email when retried).
+        self.store.create_owner(&user, &org, &audit).await?;
+        Ok((
+            self.store.user(user.id).await?,
+            self.store.organization(org.id).await?,
+        ))
     }
 
     async fn create_first_owner(&self, input: OwnerInput) -> Result<(User, Organization)> {
@@ -215,10 +212,9 @@ impl App {
             created_at: now,
             expires_at: now.plus_seconds(self.config.session_ttl.as_secs() as i64),
         };
-        self.store.create_session(&session).await?;
         let audit = NewAuditEvent::new(AuditAction::Login, Some(user.id))
             .detail(json!({ "method": "password", "client": client }));
-        self.store.append_audit(&audit).await?;
+        self.store.create_session(&session, &audit).await?;
         Ok(NewSession {
             user,
             secret,
@@ -237,10 +233,12 @@ impl App {
         days: Option<u32>,
     ) -> Result<IssuedToken> {
         let user = self.check_password(email, password, client).await?;
-        let audit = NewAuditEvent::new(AuditAction::Login, Some(user.id))
+        // The sign-in is recorded with the token it issued, so neither is stored without the
+        // other.
+        let login = NewAuditEvent::new(AuditAction::Login, Some(user.id))
             .detail(json!({ "method": "password", "client": client, "for": "api_token" }));
-        self.store.append_audit(&audit).await?;
-        self.issue_token_for(user.id, token_name, days).await
+        self.issue_token_for(user.id, token_name, days, Some(login))
+            .await
     }
 
     /// The user behind a session cookie, if the session is live.
@@ -276,11 +274,12 @@ impl App {
         }))
     }
 
-    /// Ends a browser session.
+    /// Ends a browser session. The sign-out is recorded only if it ended one (a second
+    /// sign-out racing the first records nothing).
     pub async fn logout(&self, actor: &Actor, secret: &str) -> Result<()> {
-        self.store.delete_session(&sha256_hex(secret)).await?;
+        let audit = NewAuditEvent::new(AuditAction::Logout, Some(actor.id()));
         self.store
-            .append_audit(&NewAuditEvent::new(AuditAction::Logout, Some(actor.id())))
+            .delete_session(&sha256_hex(secret), &audit)
             .await?;
         Ok(())
     }
@@ -292,14 +291,16 @@ impl App {
         name: &str,
         days: Option<u32>,
     ) -> Result<IssuedToken> {
-        self.issue_token_for(actor.id(), name, days).await
+        self.issue_token_for(actor.id(), name, days, None).await
     }
 
+    /// Issues a token to `user`; `login` is the sign-in that asked for it, recorded with it.
     async fn issue_token_for(
         &self,
         user: UserId,
         name: &str,
         days: Option<u32>,
+        login: Option<NewAuditEvent>,
     ) -> Result<IssuedToken> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
@@ -324,18 +325,19 @@ impl App {
             last_used_at: None,
             revoked_at: None,
         };
-        let audit = NewAuditEvent::new(AuditAction::TokenIssued, Some(user))
+        let issued = NewAuditEvent::new(AuditAction::TokenIssued, Some(user))
             .target("api_token", token.id)
             .detail(json!({ "name": token.name, "prefix": token.prefix, "expires_at": token.expires_at }));
+        let audit: Vec<NewAuditEvent> = login.into_iter().chain([issued]).collect();
         self.store
             .create_api_token(&token, &sha256_hex(&secret), &audit)
             .await?;
         Ok(IssuedToken { token, secret })
     }
 
-    /// The actor's API tokens.
-    pub async fn list_tokens(&self, actor: &Actor) -> Result<Vec<ApiToken>> {
-        Ok(self.store.list_api_tokens(actor.id()).await?)
+    /// One page of the actor's API tokens, newest first.
+    pub async fn list_tokens(&self, actor: &Actor, page: PageRequest) -> Result<Page<ApiToken>> {
+        Ok(self.store.list_api_tokens(actor.id(), page).await?)
     }
 
     /// Revokes one of the actor's API tokens.

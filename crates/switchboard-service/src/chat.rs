@@ -8,7 +8,7 @@
 //! before it is sent, so a crash never sends it twice. A process keeps a lease on the turns it
 //! is working on; a running turn whose lease ran out is recovered by any process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -21,16 +21,17 @@ use switchboard_chat::{
 };
 use switchboard_connect::{ConnectError, ElicitationAnswer, ElicitationRequest, ServerRequests};
 use switchboard_domain::{
-    AuditAction, ChatEvent, ChatMessage, ConnectorId, ConnectorStatus, Conversation,
+    AuditAction, ChatEvent, ChatMessage, Connector, ConnectorId, ConnectorStatus, Conversation,
     ConversationId, MemberPreference, NewAuditEvent, OrgId, ProviderKind, ReviewState, Timestamp,
-    TurnId, TurnRecord, TurnStatus, UntrustedContent, ValidationError, chat_model_seal_context,
-    check_title, sanitize::sanitize_definition,
+    TurnId, TurnRecord, TurnStatus, UntrustedContent, UserId, ValidationError,
+    chat_model_seal_context, check_title, sanitize::sanitize_definition,
 };
 use switchboard_llm::{ChatModel, ChatRequest, LlmError, Message, ModelEvent};
 use switchboard_store::{
-    ConversationPatch, NewChatEvent, Page, PageRequest, StoredChatModel, TurnSave,
+    ChatCatalog, ConversationPatch, FunctionView, NewChatEvent, Page, PageRequest, StoredChatModel,
+    TurnSave,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OnceCell, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::mcp::connect_error;
@@ -180,22 +181,129 @@ struct Live {
     calls: HashMap<String, CancellationToken>,
     /// Effects under way here.
     tasks: usize,
+    /// The turn as this process last saved it, so the next event reads nothing back.
+    held: Option<Held>,
+    /// What the turn works with, read once.
+    context: Option<Arc<TurnContext>>,
 }
 
-/// The chat's in-process state: the turns this process works on and the streams that wait
-/// for new events.
+/// A turn's state at the version this process saved; a save from it succeeds only if
+/// nobody saved since, so keeping it never hides another process's change.
+#[derive(Clone)]
+struct Held {
+    version: i64,
+    turn: Turn,
+}
+
+/// The functions of an organization's connectors as one member's turns see them, with the
+/// settings they run under, read at one policy generation (see `ChatCatalog`). Kept per
+/// member until a save finds the generation moved.
+struct MemberCatalog {
+    generation: i64,
+    strict: bool,
+    connectors: HashMap<ConnectorId, Connector>,
+    views: HashMap<(ConnectorId, String), FunctionView>,
+    tools: Vec<Tool>,
+}
+
+impl MemberCatalog {
+    fn new(catalog: ChatCatalog) -> Self {
+        let connectors: HashMap<ConnectorId, Connector> =
+            catalog.connectors.into_iter().map(|c| (c.id, c)).collect();
+        let mut tools = Vec::new();
+        let mut views = HashMap::new();
+        for view in catalog.functions {
+            let f = &view.function;
+            let Some(connector) = connectors.get(&f.connector_id) else {
+                continue;
+            };
+            if f.review_state == ReviewState::Removed {
+                continue;
+            }
+            let (clean, _) = sanitize_definition(&f.definition);
+            let read_only = clean
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("readOnlyHint"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            tools.push(Tool {
+                connector: connector.id,
+                connector_name: connector.name.to_string(),
+                function: f.definition.name.clone(),
+                description: clean.description.or(clean.title).unwrap_or_default(),
+                input_schema: clean.input_schema,
+                read_only,
+                policy: switchboard_policy::Input {
+                    connector_available: connector.status == ConnectorStatus::Active,
+                    review: f.review_state,
+                    floor: f.floor,
+                    preference: view.preference,
+                    context: switchboard_policy::Context::Clean,
+                },
+            });
+            views.insert((connector.id, f.definition.name.clone()), view);
+        }
+        Self {
+            generation: catalog.policy_generation,
+            strict: catalog.settings.untrusted_content == UntrustedContent::Strict,
+            connectors,
+            views,
+            tools,
+        }
+    }
+}
+
+/// What one turn works with: who and where, the functions it may offer, and, once asked,
+/// the model and the conversation's earlier messages (which cannot change while the turn is
+/// open).
+struct TurnContext {
+    org: OrgId,
+    user: UserId,
+    conversation: ConversationId,
+    catalog: Arc<MemberCatalog>,
+    toolbox: Toolbox,
+    settings: Settings,
+    model: OnceCell<Arc<dyn ChatModel>>,
+    history: OnceCell<Vec<Message>>,
+}
+
+impl TurnContext {
+    fn access(&self) -> OrgAccess {
+        OrgAccess::new(self.org, self.user, switchboard_domain::Role::Member)
+    }
+}
+
+/// What an event brings to its save besides the state machine's own output.
+#[derive(Default, Clone)]
+struct Extra {
+    /// Events stored before the machine's (the last of the model's streamed text).
+    events: Vec<NewChatEvent>,
+    /// Audit entries stored with the state.
+    audit: Vec<NewAuditEvent>,
+}
+
+/// The chat's in-process state: the turns this process works on, the members' catalogs and
+/// the streams that wait for new events.
 #[derive(Default)]
 pub(crate) struct ChatState {
     live: Mutex<HashMap<TurnId, Live>>,
-    streams: Mutex<HashMap<ConversationId, watch::Sender<i64>>>,
+    catalogs: Mutex<HashMap<(OrgId, UserId), Arc<MemberCatalog>>>,
+    streams: Mutex<HashMap<ConversationId, broadcast::Sender<ChatEvent>>>,
     /// Time spent waiting for models and for tool calls, so the host's own share of a turn
     /// can be measured (`chat_wait_times`).
     model_nanos: AtomicU64,
-    tool_nanos: AtomicU64,
+    pub(crate) tool_nanos: AtomicU64,
 }
+
+/// Most members' catalogs kept at once; past it the cache starts over. A catalog holds every
+/// function schema of the organization, so this bounds the memory the cache can take.
+const CATALOGS_KEPT: usize = 256;
 
 /// How often a stream looks at the database for events written by another process.
 const POLL: Duration = Duration::from_millis(500);
+/// Events a stream may fall behind by before it reads them from the database instead.
+const STREAM_BUFFER: usize = 256;
 /// Longest wait for a member's answer to a server's question during a call.
 const ELICITATION_WAIT: Duration = Duration::from_secs(600);
 /// How long streamed text is gathered before it is stored as one event.
@@ -433,16 +541,29 @@ impl App {
         if content.is_empty() && attachments.is_empty() {
             return Err(ValidationError::new("content", "must not be empty").into());
         }
-        let conversation = self
+        let mut conversation = self
             .store
             .conversation(access.org(), access.user(), id)
             .await?;
         // Fail before storing anything when there is no model to answer.
-        self.model_for(access.org()).await?;
-        let history = self.store.chat_messages(id).await?;
-        let mut untrusted = history
-            .iter()
-            .any(|m| m.body.get("role").and_then(Value::as_str) == Some("tool"));
+        let model = self.model_for(access.org()).await?;
+        let (mut catalog, read_now) = self.member_catalog(access.org(), access.user()).await?;
+        if read_now {
+            // The connector list must not be older than the catalog: a change to it made
+            // after the catalog was read moves the generation, and the start fails.
+            conversation = self
+                .store
+                .conversation(access.org(), access.user(), id)
+                .await?;
+        }
+        let history: Vec<Message> = self
+            .store
+            .chat_messages(id)
+            .await?
+            .into_iter()
+            .filter_map(|m| serde_json::from_value(m.body).ok())
+            .collect();
+        let mut untrusted = history.iter().any(|m| matches!(m, Message::Tool { .. }));
         let mut messages = Vec::new();
         for attachment in attachments {
             if !conversation.connectors.contains(attachment.connector()) {
@@ -458,26 +579,49 @@ impl App {
         messages.push(Message::User {
             content: content.clone(),
         });
-        let turn = Turn::new(messages, content, untrusted);
-        let record = TurnRecord {
-            id: TurnId::new(),
-            conversation_id: id,
-            org_id: access.org(),
-            user_id: access.user(),
-            status: TurnStatus::Running,
-            state: to_json(&turn)?,
-            version: 1,
-            lease_until: Some(self.lease_until()),
-            created_at: switchboard_store::now(),
-        };
-        let started = NewChatEvent {
-            kind: "turn_started".into(),
-            data: json!({"turn_id": record.id, "content": turn_user_text(&turn)}),
-        };
-        let stored = self.store.start_turn(&record, &[started]).await?;
-        self.notify(id, &stored);
-        self.apply(record.id, Event::Begin).await?;
-        turn_view(&self.store.turn(record.id).await?)
+        let fresh = Turn::new(messages, content, untrusted);
+        loop {
+            let context = Arc::new(self.turn_context(access, id, &conversation, catalog));
+            let _ = context.model.set(model.clone());
+            let _ = context.history.set(history.clone());
+            let mut turn = fresh.clone();
+            let effects = turn
+                .apply(Event::Begin, &context.toolbox, &context.settings)
+                .map_err(|rejected| Error::Internal(rejected.to_string()))?;
+            let turn_id = TurnId::new();
+            let mut events = vec![NewChatEvent {
+                kind: "turn_started".into(),
+                data: json!({"turn_id": turn_id, "content": turn_user_text(&turn)}),
+            }];
+            events.extend(emitted(&effects));
+            let record = TurnRecord {
+                id: turn_id,
+                conversation_id: id,
+                org_id: access.org(),
+                user_id: access.user(),
+                status: status_of(&turn),
+                state: to_json(&turn)?,
+                version: 1,
+                lease_until: Some(self.lease_until()),
+                created_at: switchboard_store::now(),
+            };
+            let generation = context.catalog.generation;
+            let Some(stored) = self.store.start_turn(&record, &events, generation).await? else {
+                // A policy changed since the catalog was read: read it again and decide anew.
+                self.forget_catalog(access.org(), access.user(), generation);
+                catalog = self.member_catalog(access.org(), access.user()).await?.0;
+                conversation = self
+                    .store
+                    .conversation(access.org(), access.user(), id)
+                    .await?;
+                continue;
+            };
+            self.notify(id, &stored);
+            self.keep(record.id, 1, &turn, &context);
+            let view = view_of(record.id, &turn);
+            self.perform(record.id, &context, &turn, effects);
+            return Ok(view);
+        }
     }
 
     /// Answers an approval request of the turn under way.
@@ -493,15 +637,15 @@ impl App {
             .org(access.org())
             .target("conversation", id)
             .detail(json!({"call_id": call_id, "answer": answer}));
-        self.apply(
-            turn.id,
-            Event::Answered {
-                call_id: call_id.to_owned(),
-                answer,
-            },
-        )
-        .await?;
-        self.store.append_audit(&audit).await?;
+        let extra = Extra {
+            audit: vec![audit],
+            ..Extra::default()
+        };
+        let event = Event::Answered {
+            call_id: call_id.to_owned(),
+            answer,
+        };
+        self.apply(turn.id, event, extra).await?;
         turn_view(&self.store.turn(turn.id).await?)
     }
 
@@ -513,7 +657,7 @@ impl App {
         id: ConversationId,
     ) -> Result<()> {
         let turn = self.open_turn_of(access, id).await?;
-        self.apply(turn.id, Event::Cancel).await
+        self.apply(turn.id, Event::Cancel, Extra::default()).await
     }
 
     /// Answers a server's question (elicitation) asked during a call of the turn under way.
@@ -600,37 +744,16 @@ impl App {
             .conversation(access.org(), access.user(), id)
             .await?;
         let (tx, rx) = mpsc::channel(64);
-        let app = Arc::downgrade(self);
+        let mut feed = Feed::new(self, id, after);
         tokio::spawn(async move {
-            let mut last = after;
-            let mut wake = match app.upgrade() {
-                Some(app) => app.subscribe(id),
-                None => return,
-            };
             loop {
-                let Some(app) = app.upgrade() else { return };
-                let events = match app.store.chat_events(id, last, 200).await {
-                    Ok(events) => events,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read a conversation's events");
-                        Vec::new()
-                    }
-                };
-                drop(app);
-                let full = events.len() == 200;
-                for event in events {
-                    last = event.seq;
-                    if tx.send(event).await.is_err() {
-                        return;
-                    }
-                }
-                if full {
-                    continue;
-                }
-                tokio::select! {
+                let event = tokio::select! {
                     _ = tx.closed() => return,
-                    _ = wake.changed() => {}
-                    _ = tokio::time::sleep(POLL) => {}
+                    event = feed.next() => event,
+                };
+                let Some(event) = event else { return };
+                if tx.send(event).await.is_err() {
+                    return;
                 }
             }
         });
@@ -649,20 +772,14 @@ impl App {
 
     // ---- the driver ------------------------------------------------------------------
 
-    /// Applies an event to a turn: load, apply, save if nobody saved meanwhile (else again),
-    /// then carry out the effects.
-    async fn apply(self: &Arc<Self>, turn_id: TurnId, event: Event) -> Result<()> {
+    /// Applies an event to a turn: load (unless this process made the last save), apply,
+    /// save if nobody saved and no policy changed meanwhile (else start over), then carry
+    /// out the effects.
+    async fn apply(self: &Arc<Self>, turn_id: TurnId, event: Event, extra: Extra) -> Result<()> {
         loop {
-            let record = self.store.turn(turn_id).await?;
-            let mut turn: Turn = serde_json::from_value(record.state.clone())
-                .map_err(|e| Error::Internal(format!("a stored turn does not read back: {e}")))?;
-            let access = OrgAccess::new(
-                record.org_id,
-                record.user_id,
-                switchboard_domain::Role::Member,
-            );
-            let (toolbox, settings) = self.toolbox(&access, record.conversation_id).await?;
-            let effects = match turn.apply(event.clone(), &toolbox, &settings) {
+            let (held, context) = self.prepare(turn_id).await?;
+            let mut turn = held.turn;
+            let effects = match turn.apply(event.clone(), &context.toolbox, &context.settings) {
                 Ok(effects) => effects,
                 Err(switchboard_chat::Rejected::Ended)
                     if !matches!(event, Event::Answered { .. } | Event::Cancel) =>
@@ -677,16 +794,14 @@ impl App {
                 }
             };
             let status = status_of(&turn);
-            let events: Vec<NewChatEvent> = effects
-                .iter()
-                .filter_map(|e| match e {
-                    Effect::Emit(out) => Some(NewChatEvent {
-                        kind: out.kind.to_owned(),
-                        data: out.data.clone(),
-                    }),
-                    _ => None,
-                })
-                .collect();
+            let mut events = extra.events.clone();
+            events.extend(emitted(&effects));
+            let mut audit = extra.audit.clone();
+            for effect in &effects {
+                if let Effect::Audit(call) = effect {
+                    audit.push(self.chat_call_audit(&context, call));
+                }
+            }
             let messages: Vec<Value> = if turn.is_over() {
                 turn.messages.iter().map(to_json).collect::<Result<_>>()?
             } else {
@@ -695,54 +810,150 @@ impl App {
             let state = to_json(&turn)?;
             let save = TurnSave {
                 id: turn_id,
-                version: record.version,
+                conversation: context.conversation,
+                version: held.version,
+                policy_generation: context.catalog.generation,
                 status,
                 state: &state,
                 lease_until: (status == TurnStatus::Running).then(|| self.lease_until()),
                 events: &events,
                 messages: &messages,
+                audit: &audit,
                 now: switchboard_store::now(),
             };
             let Some(stored) = self.store.save_turn(&save).await? else {
+                // Another process saved first, or a policy changed: read both again.
+                self.drop_held(turn_id, held.version);
+                self.forget_catalog(context.org, context.user, context.catalog.generation);
                 continue;
             };
-            self.notify(record.conversation_id, &stored);
+            self.notify(context.conversation, &stored);
             if turn.is_over() {
                 self.forget(turn_id);
+            } else {
+                self.keep(turn_id, held.version + 1, &turn, &context);
             }
-            for effect in effects {
-                self.perform(&record, &access, &turn, effect);
-            }
+            self.perform(turn_id, &context, &turn, effects);
             return Ok(());
         }
     }
 
-    /// Carries out one effect; those that wait (the model, a tool) run on their own task and
-    /// report back with an event.
+    /// The turn as last saved and what it works with: from memory when this process made
+    /// the last save, else from the store.
+    async fn prepare(&self, turn_id: TurnId) -> Result<(Held, Arc<TurnContext>)> {
+        if let Some(l) = self
+            .chat
+            .live
+            .lock()
+            .expect("chat state lock")
+            .get(&turn_id)
+            && let (Some(held), Some(context)) = (&l.held, &l.context)
+        {
+            return Ok((held.clone(), context.clone()));
+        }
+        let record = self.store.turn(turn_id).await?;
+        let turn: Turn = serde_json::from_value(record.state)
+            .map_err(|e| Error::Internal(format!("a stored turn does not read back: {e}")))?;
+        let access = OrgAccess::new(
+            record.org_id,
+            record.user_id,
+            switchboard_domain::Role::Member,
+        );
+        let known = self
+            .chat
+            .live
+            .lock()
+            .expect("chat state lock")
+            .get(&turn_id)
+            .and_then(|l| l.context.clone());
+        let context = match known {
+            Some(context) => context,
+            None => {
+                let (catalog, _) = self.member_catalog(record.org_id, record.user_id).await?;
+                let conversation = self
+                    .store
+                    .conversation(record.org_id, record.user_id, record.conversation_id)
+                    .await?;
+                // Kept by the save that succeeds with it (`keep`).
+                Arc::new(self.turn_context(&access, record.conversation_id, &conversation, catalog))
+            }
+        };
+        let held = Held {
+            version: record.version,
+            turn,
+        };
+        Ok((held, context))
+    }
+
+    /// Remembers the turn as this process saved it.
+    fn keep(&self, turn_id: TurnId, version: i64, turn: &Turn, context: &Arc<TurnContext>) {
+        let mut live = self.chat.live.lock().expect("chat state lock");
+        let l = live.entry(turn_id).or_default();
+        // Of two saves racing here, the later version stays.
+        if l.held.as_ref().is_none_or(|h| h.version < version) {
+            l.held = Some(Held {
+                version,
+                turn: turn.clone(),
+            });
+            l.context = Some(context.clone());
+        }
+    }
+
+    /// Forgets the turn's saved state if it is still `version`'s, which a save just found
+    /// out of date; its context goes too, as it may rest on a stale catalog.
+    fn drop_held(&self, turn_id: TurnId, version: i64) {
+        let mut live = self.chat.live.lock().expect("chat state lock");
+        if let Some(l) = live.get_mut(&turn_id)
+            && l.held.as_ref().is_none_or(|h| h.version == version)
+        {
+            l.held = None;
+            l.context = None;
+        }
+    }
+
+    /// Carries out a save's effects; those that wait (the model, a tool) run on their own
+    /// task, which reports back with an event.
     fn perform(
         self: &Arc<Self>,
-        record: &TurnRecord,
-        access: &OrgAccess,
+        turn_id: TurnId,
+        context: &Arc<TurnContext>,
+        turn: &Turn,
+        effects: Vec<Effect>,
+    ) {
+        for effect in effects {
+            self.perform_one(turn_id, context, turn, effect);
+        }
+        // A turn that waits for the member with nothing under way here keeps nothing.
+        let mut live = self.chat.live.lock().expect("chat state lock");
+        if live.get(&turn_id).is_some_and(|l| l.tasks == 0) {
+            live.remove(&turn_id);
+        }
+    }
+
+    fn perform_one(
+        self: &Arc<Self>,
+        turn_id: TurnId,
+        context: &Arc<TurnContext>,
         turn: &Turn,
         effect: Effect,
     ) {
-        let (turn_id, conversation) = (record.id, record.conversation_id);
         match effect {
-            Effect::Emit(_) => {}
+            // Stored with the state.
+            Effect::Emit(_) | Effect::Audit(_) => {}
             Effect::CallModel { tools } => {
                 let app = self.clone();
+                let context = context.clone();
                 let messages = turn.messages.clone();
-                let org = record.org_id;
                 let cancel = self.hold(turn_id, None);
                 tokio::spawn(async move {
-                    let event = tokio::select! {
-                        event = app.ask_model(org, conversation, turn_id, messages, tools) => event,
+                    let outcome = tokio::select! {
+                        outcome = app.ask_model(&context, turn_id, messages, tools) => outcome,
                         _ = cancel.cancelled() => None,
                     };
-                    app.release(turn_id, None);
-                    if let Some(event) = event {
-                        app.report(turn_id, event).await;
+                    if let Some((event, extra)) = outcome {
+                        app.report(turn_id, event, extra).await;
                     }
+                    app.release(turn_id, None);
                 });
             }
             Effect::RunTool {
@@ -752,14 +963,13 @@ impl App {
                 arguments,
             } => {
                 let app = self.clone();
-                let access = access.clone();
+                let context = context.clone();
                 let cancel = self.hold(turn_id, Some(&call_id));
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let outcome = app
                         .call_for_turn(
-                            &access,
-                            conversation,
+                            &context,
                             turn_id,
                             &call_id,
                             connector,
@@ -768,24 +978,23 @@ impl App {
                             cancel.clone(),
                         )
                         .await;
-                    app.release(turn_id, Some(&call_id));
-                    if cancel.is_cancelled() {
-                        return;
+                    if !cancel.is_cancelled() {
+                        let millis = started.elapsed().as_millis() as u64;
+                        let event = match outcome {
+                            Ok(output) => Event::ToolFinished {
+                                call_id: call_id.clone(),
+                                output,
+                                millis,
+                            },
+                            Err(reason) => Event::ToolFailed {
+                                call_id: call_id.clone(),
+                                reason,
+                                millis,
+                            },
+                        };
+                        app.report(turn_id, event, Extra::default()).await;
                     }
-                    let millis = started.elapsed().as_millis() as u64;
-                    let event = match outcome {
-                        Ok(output) => Event::ToolFinished {
-                            call_id,
-                            output,
-                            millis,
-                        },
-                        Err(reason) => Event::ToolFailed {
-                            call_id,
-                            reason,
-                            millis,
-                        },
-                    };
-                    app.report(turn_id, event).await;
+                    app.release(turn_id, Some(&call_id));
                 });
             }
             Effect::AbortTools { call_ids } => {
@@ -804,7 +1013,7 @@ impl App {
                 function,
             } => {
                 let app = self.clone();
-                let access = access.clone();
+                let access = context.access();
                 tokio::spawn(async move {
                     let audit = NewAuditEvent::new(
                         AuditAction::PreferenceChanged,
@@ -832,76 +1041,75 @@ impl App {
                     }
                 });
             }
-            Effect::Audit(call) => {
-                let app = self.clone();
-                let access = access.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = app.audit_chat_call(&access, conversation, call).await {
-                        tracing::warn!(error = %e, "cannot append a tool call to the audit log");
-                    }
-                });
-            }
         }
     }
 
     /// Applies an event a task produced, logging what cannot be applied (the turn may have
     /// been deleted meanwhile).
-    async fn report(self: &Arc<Self>, turn: TurnId, event: Event) {
-        if let Err(e) = self.apply(turn, event).await {
+    async fn report(self: &Arc<Self>, turn: TurnId, event: Event, extra: Extra) {
+        if let Err(e) = self.apply(turn, event, extra).await {
             tracing::warn!(turn = %turn, error = %e, "cannot apply an event to a turn");
         }
     }
 
-    async fn audit_chat_call(
-        &self,
-        access: &OrgAccess,
-        conversation: ConversationId,
-        call: CallRecord,
-    ) -> Result<()> {
+    /// The audit entry of a call the assistant made (or was refused).
+    fn chat_call_audit(&self, context: &TurnContext, call: &CallRecord) -> NewAuditEvent {
         let digest = sha256_hex(&call.arguments.to_string());
         let decision = call.decision.unwrap_or(switchboard_policy::Decision {
             outcome: switchboard_policy::Outcome::Deny,
             rule: switchboard_policy::Rule::FunctionRemoved,
         });
-        self.audit_call(
-            access,
+        crate::mcp::call_audit_event(
+            &context.access(),
             call.connector,
             &call.function,
             &digest,
             decision,
             call.outcome,
             call.millis,
-            Some(conversation),
+            Some(context.conversation),
         )
-        .await
     }
 
     /// Streams the model's reply, storing its text as it comes; retries a passing failure
-    /// twice before giving up.
+    /// twice before giving up. The text not stored yet goes with the reply's own save.
     async fn ask_model(
         self: &Arc<Self>,
-        org: OrgId,
-        conversation: ConversationId,
+        context: &TurnContext,
         turn: TurnId,
         messages: Vec<Message>,
         tools: Vec<switchboard_llm::ToolSpec>,
-    ) -> Option<Event> {
-        let model = match self.model_for(org).await {
-            Ok(model) => model,
-            Err(e) => return Some(Event::ModelFailed(e.to_string())),
+    ) -> Option<(Event, Extra)> {
+        let failed = |reason: String| Some((Event::ModelFailed(reason), Extra::default()));
+        let model = match context
+            .model
+            .get_or_try_init(|| self.model_for(context.org))
+            .await
+        {
+            Ok(model) => model.clone(),
+            Err(e) => return failed(e.to_string()),
         };
-        let history = match self.store.chat_messages(conversation).await {
+        let history = match context
+            .history
+            .get_or_try_init(|| async {
+                let stored = self.store.chat_messages(context.conversation).await?;
+                Ok::<_, Error>(
+                    stored
+                        .into_iter()
+                        .filter_map(|m| serde_json::from_value(m.body).ok())
+                        .collect(),
+                )
+            })
+            .await
+        {
             Ok(history) => history,
-            Err(e) => return Some(Event::ModelFailed(format!("cannot read the history: {e}"))),
+            Err(e) => return failed(format!("cannot read the history: {e}")),
         };
-        let mut all = vec![Message::System {
+        let mut all = Vec::with_capacity(history.len() + messages.len() + 1);
+        all.push(Message::System {
             content: SYSTEM_PROMPT.to_owned(),
-        }];
-        all.extend(
-            history
-                .into_iter()
-                .filter_map(|m| serde_json::from_value(m.body).ok()),
-        );
+        });
+        all.extend(history.iter().cloned());
         all.extend(messages);
         let request = ChatRequest {
             messages: all,
@@ -910,64 +1118,75 @@ impl App {
         };
         let mut delays = [Duration::from_millis(500), Duration::from_secs(2)].into_iter();
         loop {
-            let started = Instant::now();
-            let reply = self
-                .stream_reply(&*model, &request, conversation, turn)
-                .await;
-            self.chat
-                .model_nanos
-                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            match reply {
-                Ok(reply) => return Some(Event::ModelReplied(reply)),
+            match self
+                .stream_reply(&*model, &request, context.conversation, turn)
+                .await
+            {
+                Ok((reply, rest)) => {
+                    let extra = Extra {
+                        events: text_event(rest).into_iter().collect(),
+                        ..Extra::default()
+                    };
+                    return Some((Event::ModelReplied(reply), extra));
+                }
                 Err(e) if e.is_retryable() => match delays.next() {
                     Some(delay) => {
                         tracing::info!(error = %e, "the model failed; trying again");
                         tokio::time::sleep(delay).await;
                     }
-                    None => return Some(Event::ModelFailed(e.to_string())),
+                    None => return failed(e.to_string()),
                 },
-                Err(e) => return Some(Event::ModelFailed(e.to_string())),
+                Err(e) => return failed(e.to_string()),
             }
         }
     }
 
+    /// Streams one reply, storing its text every `TEXT_FLUSH`; returns the reply and the text
+    /// not stored yet. Only the time spent waiting for the provider counts as the model's.
     async fn stream_reply(
         &self,
         model: &dyn ChatModel,
         request: &ChatRequest,
         conversation: ConversationId,
         turn: TurnId,
-    ) -> std::result::Result<switchboard_llm::Reply, LlmError> {
-        let mut stream = model.stream(request).await?;
+    ) -> std::result::Result<(switchboard_llm::Reply, String), LlmError> {
+        let waited = |started: Instant| {
+            self.chat
+                .model_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        };
+        let started = Instant::now();
+        let stream = model.stream(request).await;
+        waited(started);
+        let mut stream = stream?;
         let mut pending = String::new();
         let mut last_flush = Instant::now();
-        while let Some(event) = stream.next().await {
-            match event? {
-                ModelEvent::Text(text) => {
+        loop {
+            let started = Instant::now();
+            let event = stream.next().await;
+            waited(started);
+            match event {
+                Some(Ok(ModelEvent::Text(text))) => {
                     pending.push_str(&text);
                     if last_flush.elapsed() >= TEXT_FLUSH {
                         self.flush_text(conversation, turn, &mut pending).await;
                         last_flush = Instant::now();
                     }
                 }
-                ModelEvent::Done(reply) => {
-                    self.flush_text(conversation, turn, &mut pending).await;
-                    return Ok(reply);
+                Some(Ok(ModelEvent::Done(reply))) => return Ok((reply, pending)),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(LlmError::Protocol(
+                        "the reply ended before it was complete".into(),
+                    ));
                 }
             }
         }
-        Err(LlmError::Protocol(
-            "the reply ended before it was complete".into(),
-        ))
     }
 
     async fn flush_text(&self, conversation: ConversationId, turn: TurnId, pending: &mut String) {
-        if pending.is_empty() {
+        let Some(event) = text_event(std::mem::take(pending)) else {
             return;
-        }
-        let event = NewChatEvent {
-            kind: "text_delta".into(),
-            data: json!({"text": std::mem::take(pending)}),
         };
         match self
             .store
@@ -984,8 +1203,7 @@ impl App {
     #[allow(clippy::too_many_arguments)]
     async fn call_for_turn(
         self: &Arc<Self>,
-        access: &OrgAccess,
-        conversation: ConversationId,
+        context: &TurnContext,
         turn: TurnId,
         call_id: &str,
         connector: ConnectorId,
@@ -993,128 +1211,136 @@ impl App {
         arguments: Value,
         cancel: CancellationToken,
     ) -> std::result::Result<ToolOutput, String> {
-        let run = async {
-            let record = self.store.connector(access.org(), connector).await?;
-            if record.status != ConnectorStatus::Active {
-                return Err(Error::Conflict {
-                    field: "status",
-                    message: format!("the connector {} is not active", record.name),
-                });
-            }
-            let view = self
-                .store
-                .function(access.org(), connector, function, access.user())
-                .await?;
-            let (progress_tx, mut progress_rx) =
-                mpsc::unbounded_channel::<switchboard_connect::Progress>();
-            let app = self.clone();
-            let id = call_id.to_owned();
-            let forward = tokio::spawn(async move {
-                while let Some(p) = progress_rx.recv().await {
-                    let event = NewChatEvent {
-                        kind: "tool_progress".into(),
-                        data: json!({"call_id": id, "progress": p.progress, "total": p.total, "message": p.message}),
-                    };
-                    if let Ok(stored) = app
-                        .store
-                        .append_chat_events(conversation, turn, &[event])
-                        .await
-                    {
-                        app.notify(conversation, &stored);
-                    }
-                }
-            });
-            let handler: Arc<dyn ServerRequests> = Arc::new(MemberRequests {
-                app: Arc::downgrade(self),
-                org: access.org(),
-                conversation,
-                turn,
-                call_id: call_id.to_owned(),
-                connector: record.name.to_string(),
-            });
-            let started = Instant::now();
-            let result = self
-                .run_tool(
-                    access,
-                    &record,
-                    &view,
-                    arguments,
-                    Some(progress_tx),
-                    cancel,
-                    Some(handler),
-                )
-                .await;
-            self.chat
-                .tool_nanos
-                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            let _ = forward.await;
-            result
+        // The catalog the call was decided under, which the save that started it checked.
+        let catalog = &context.catalog;
+        let (Some(record), Some(view)) = (
+            catalog.connectors.get(&connector),
+            catalog.views.get(&(connector, function.to_owned())),
+        ) else {
+            return Err(format!("the function {function} is not available"));
         };
-        match run.await {
+        if record.status != ConnectorStatus::Active {
+            return Err(format!("the connector {} is not active", record.name));
+        }
+        let conversation = context.conversation;
+        let (progress_tx, mut progress_rx) =
+            mpsc::unbounded_channel::<switchboard_connect::Progress>();
+        let app = self.clone();
+        let id = call_id.to_owned();
+        let forward = tokio::spawn(async move {
+            while let Some(p) = progress_rx.recv().await {
+                let event = NewChatEvent {
+                    kind: "tool_progress".into(),
+                    data: json!({"call_id": id, "progress": p.progress, "total": p.total, "message": p.message}),
+                };
+                if let Ok(stored) = app
+                    .store
+                    .append_chat_events(conversation, turn, &[event])
+                    .await
+                {
+                    app.notify(conversation, &stored);
+                }
+            }
+        });
+        let handler: Arc<dyn ServerRequests> = Arc::new(MemberRequests {
+            app: Arc::downgrade(self),
+            org: context.org,
+            conversation,
+            turn,
+            call_id: call_id.to_owned(),
+            connector: record.name.to_string(),
+        });
+        let result = self
+            .run_tool(
+                &context.access(),
+                record,
+                view,
+                arguments,
+                Some(progress_tx),
+                cancel,
+                Some(handler),
+            )
+            .await;
+        let _ = forward.await;
+        match result {
             Ok(Ok(result)) => Ok(render_result(&result)),
             Ok(Err(e)) => Err(connect_words(e)),
             Err(e) => Err(e.to_string()),
         }
     }
 
-    /// The functions of the conversation's connectors and the settings a turn runs under.
-    async fn toolbox(
+    /// The member's catalog, kept in memory until a save finds its generation moved; and
+    /// whether it was read from the store just now.
+    async fn member_catalog(&self, org: OrgId, user: UserId) -> Result<(Arc<MemberCatalog>, bool)> {
+        if let Some(kept) = self
+            .chat
+            .catalogs
+            .lock()
+            .expect("chat state lock")
+            .get(&(org, user))
+        {
+            return Ok((kept.clone(), false));
+        }
+        let catalog = Arc::new(MemberCatalog::new(
+            self.store.chat_catalog(org, user).await?,
+        ));
+        let mut catalogs = self.chat.catalogs.lock().expect("chat state lock");
+        if catalogs.len() >= CATALOGS_KEPT {
+            catalogs.clear();
+        }
+        // Of two reads racing here, the later generation stays.
+        let kept = catalogs
+            .entry((org, user))
+            .or_insert_with(|| catalog.clone());
+        if kept.generation < catalog.generation {
+            *kept = catalog;
+        }
+        Ok((kept.clone(), true))
+    }
+
+    /// Drops the member's catalog if it is still the one read at `generation`.
+    fn forget_catalog(&self, org: OrgId, user: UserId, generation: i64) {
+        let mut catalogs = self.chat.catalogs.lock().expect("chat state lock");
+        if catalogs
+            .get(&(org, user))
+            .is_some_and(|c| c.generation == generation)
+        {
+            catalogs.remove(&(org, user));
+        }
+    }
+
+    /// A turn's context in a conversation: the catalog's functions of the conversation's
+    /// connectors, and the settings the turn runs under.
+    fn turn_context(
         &self,
         access: &OrgAccess,
-        conversation: ConversationId,
-    ) -> Result<(Toolbox, Settings)> {
-        let conv = self
-            .store
-            .conversation(access.org(), access.user(), conversation)
-            .await?;
-        let org = self.store.organization(access.org()).await?;
-        let mut tools = Vec::new();
-        for id in &conv.connectors {
-            let Ok(connector) = self.store.connector(access.org(), *id).await else {
-                continue;
-            };
-            let available = connector.status == ConnectorStatus::Active;
-            for view in self
-                .store
-                .list_functions(access.org(), *id, access.user())
-                .await?
-            {
-                let f = view.function;
-                if f.review_state == ReviewState::Removed {
-                    continue;
-                }
-                let (clean, _) = sanitize_definition(&f.definition);
-                let read_only = clean
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get("readOnlyHint"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                tools.push(Tool {
-                    connector: *id,
-                    connector_name: connector.name.to_string(),
-                    function: f.definition.name.clone(),
-                    description: clean.description.or(clean.title).unwrap_or_default(),
-                    input_schema: clean.input_schema,
-                    read_only,
-                    policy: switchboard_policy::Input {
-                        connector_available: available,
-                        review: f.review_state,
-                        floor: f.floor,
-                        preference: view.preference,
-                        context: switchboard_policy::Context::Clean,
-                    },
-                });
-            }
-        }
+        id: ConversationId,
+        conversation: &Conversation,
+        catalog: Arc<MemberCatalog>,
+    ) -> TurnContext {
+        let tools = catalog
+            .tools
+            .iter()
+            .filter(|t| conversation.connectors.contains(&t.connector))
+            .cloned()
+            .collect();
         let chat = &self.config.chat;
         let settings = Settings {
             step_limit: chat.step_limit,
-            strict: org.settings.untrusted_content == UntrustedContent::Strict,
+            strict: catalog.strict,
             max_output_chars: chat.max_output_chars,
             budget: chat.budget,
         };
-        Ok((Toolbox::new(tools, chat.budget), settings))
+        TurnContext {
+            org: access.org(),
+            user: access.user(),
+            conversation: id,
+            toolbox: Toolbox::new(tools, chat.budget),
+            settings,
+            catalog,
+            model: OnceCell::new(),
+            history: OnceCell::new(),
+        }
     }
 
     async fn attach(&self, access: &OrgAccess, attachment: Attachment) -> Result<Vec<Message>> {
@@ -1218,17 +1444,17 @@ impl App {
         }
     }
 
-    fn subscribe(&self, conversation: ConversationId) -> watch::Receiver<i64> {
+    fn subscribe(&self, conversation: ConversationId) -> broadcast::Receiver<ChatEvent> {
         let mut streams = self.chat.streams.lock().expect("chat state lock");
         streams.retain(|_, tx| tx.receiver_count() > 0);
         streams
             .entry(conversation)
-            .or_insert_with(|| watch::channel(0).0)
+            .or_insert_with(|| broadcast::channel(STREAM_BUFFER).0)
             .subscribe()
     }
 
+    /// Hands events this process stored to its streams of the conversation.
     fn notify(&self, conversation: ConversationId, stored: &[ChatEvent]) {
-        let Some(last) = stored.last() else { return };
         if let Some(tx) = self
             .chat
             .streams
@@ -1236,7 +1462,10 @@ impl App {
             .expect("chat state lock")
             .get(&conversation)
         {
-            tx.send_replace(last.seq);
+            for event in stored {
+                // No receiver left is fine: nobody is watching.
+                let _ = tx.send(event.clone());
+            }
         }
     }
 
@@ -1286,7 +1515,8 @@ impl App {
             .await?
         {
             tracing::info!(turn = %record.id, "recovering a turn whose process stopped");
-            self.report(record.id, Event::Recover).await;
+            self.report(record.id, Event::Recover, Extra::default())
+                .await;
         }
         Ok(())
     }
@@ -1370,25 +1600,16 @@ impl MemberRequests {
             }
         };
         app.notify(self.conversation, &stored);
-        let mut last = stored.last().map_or(0, |e| e.seq);
-        let mut wake = app.subscribe(self.conversation);
+        let mut feed = Feed::new(&app, self.conversation, stored.last().map_or(0, |e| e.seq));
         drop(app);
         let deadline = tokio::time::Instant::now() + ELICITATION_WAIT;
         loop {
-            let app = self.app.upgrade()?;
-            if let Ok(events) = app.store.chat_events(self.conversation, last, 200).await {
-                for e in events {
-                    last = e.seq;
-                    if e.kind == ask.answered() && e.data[ask.id_field()] == request_id.as_str() {
-                        return Some(e.data["answer"].clone());
-                    }
-                }
-            }
-            drop(app);
-            tokio::select! {
-                _ = wake.changed() => {}
-                _ = tokio::time::sleep(POLL) => {}
+            let e = tokio::select! {
+                e = feed.next() => e?,
                 _ = tokio::time::sleep_until(deadline) => return None,
+            };
+            if e.kind == ask.answered() && e.data[ask.id_field()] == request_id.as_str() {
+                return Some(e.data["answer"].clone());
             }
         }
     }
@@ -1498,6 +1719,74 @@ impl ServerRequests for NoMemberPresent {
     }
 }
 
+/// A conversation's events in order from a given point: handed over in process as this
+/// process stores them, and read from the database to fill a gap and, every `POLL`, for
+/// events other processes stored.
+struct Feed {
+    app: Weak<App>,
+    conversation: ConversationId,
+    last: i64,
+    live: broadcast::Receiver<ChatEvent>,
+    backlog: VecDeque<ChatEvent>,
+    read: bool,
+}
+
+impl Feed {
+    /// Events after `after`; subscribes before the first read, so nothing falls between.
+    fn new(app: &Arc<App>, conversation: ConversationId, after: i64) -> Self {
+        Self {
+            app: Arc::downgrade(app),
+            conversation,
+            last: after,
+            live: app.subscribe(conversation),
+            backlog: VecDeque::new(),
+            read: true,
+        }
+    }
+
+    /// The next event; `None` once the app is gone.
+    async fn next(&mut self) -> Option<ChatEvent> {
+        loop {
+            if let Some(event) = self.backlog.pop_front() {
+                self.last = event.seq;
+                return Some(event);
+            }
+            if self.read {
+                const PAGE: u32 = 200;
+                let app = self.app.upgrade()?;
+                match app
+                    .store
+                    .chat_events(self.conversation, self.last, PAGE)
+                    .await
+                {
+                    Ok(events) => {
+                        self.read = events.len() == PAGE as usize;
+                        self.backlog.extend(events);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read a conversation's events");
+                        self.read = false;
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                received = self.live.recv() => match received {
+                    Ok(event) if event.seq <= self.last => {}
+                    Ok(event) if event.seq == self.last + 1 => {
+                        self.last = event.seq;
+                        return Some(event);
+                    }
+                    // A gap (another process stored between) or a stream that fell behind.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => self.read = true,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = tokio::time::sleep(POLL) => self.read = true,
+            }
+        }
+    }
+}
+
 fn status_of(turn: &Turn) -> TurnStatus {
     match turn.phase {
         Phase::Done => TurnStatus::Done,
@@ -1511,13 +1800,39 @@ fn status_of(turn: &Turn) -> TurnStatus {
 fn turn_view(record: &TurnRecord) -> Result<TurnView> {
     let turn: Turn = serde_json::from_value(record.state.clone())
         .map_err(|e| Error::Internal(format!("a stored turn does not read back: {e}")))?;
-    Ok(TurnView {
-        id: record.id,
-        status: record.status,
+    Ok(view_of(record.id, &turn))
+}
+
+fn view_of(id: TurnId, turn: &Turn) -> TurnView {
+    TurnView {
+        id,
+        status: status_of(turn),
         approvals: turn
             .awaiting()
             .map(switchboard_chat::Call::approval)
             .collect(),
+    }
+}
+
+/// The events among a step's effects.
+fn emitted(effects: &[Effect]) -> Vec<NewChatEvent> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Emit(out) => Some(NewChatEvent {
+                kind: out.kind.to_owned(),
+                data: out.data.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Streamed text as an event, if there is any.
+fn text_event(text: String) -> Option<NewChatEvent> {
+    (!text.is_empty()).then(|| NewChatEvent {
+        kind: "text_delta".into(),
+        data: json!({"text": text}),
     })
 }
 

@@ -443,21 +443,19 @@ impl App {
         Ok(())
     }
 
-    /// A connector's functions as this member sees them.
+    /// One page of a connector's functions as this member sees them, by name.
     pub async fn functions(
         &self,
         access: &OrgAccess,
         id: ConnectorId,
-    ) -> Result<Vec<FunctionInfo>> {
+        page: PageRequest,
+    ) -> Result<Page<FunctionInfo>> {
         let connector = self.store.connector(access.org(), id).await?;
         let views = self
             .store
-            .list_functions(access.org(), id, access.user())
+            .list_functions_page(access.org(), id, access.user(), page)
             .await?;
-        Ok(views
-            .into_iter()
-            .map(|v| FunctionInfo::new(v, &connector))
-            .collect())
+        Ok(views.map(|v| FunctionInfo::new(v, &connector)))
     }
 
     /// Sets the admin's floor for a function.

@@ -2,6 +2,7 @@
 //! calls under policy, resources and prompts, and the diff of a changed function.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -15,7 +16,7 @@ use switchboard_domain::{
     FunctionDefinition, NewAuditEvent, NewFunctionState, ReviewState, SyncSummary,
 };
 use switchboard_policy::{Context, Decision, Input, Outcome};
-use switchboard_store::{ConnectorPatch, DiscoveredFunction};
+use switchboard_store::{ConnectorPatch, DiscoveredFunction, PageRequest};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -404,10 +405,16 @@ impl App {
         connector: &Connector,
         catalog: &Catalog,
     ) -> Result<SyncSummary> {
+        // One row is enough to tell a first discovery from a later one.
+        let one = PageRequest {
+            after: None,
+            limit: 1,
+        };
         let first = self
             .store
-            .list_functions(access.org(), connector.id, access.user())
+            .list_functions_page(access.org(), connector.id, access.user(), one)
             .await?
+            .items
             .is_empty();
         let new_functions = if first {
             NewFunctionState::Allowed
@@ -549,7 +556,7 @@ impl App {
         });
         let digest = sha256_hex(&arguments.to_string());
         if decision.outcome == Outcome::Deny {
-            self.audit_call(access, id, name, &digest, decision, "refused", 0, None)
+            self.audit_call(access, id, name, &digest, decision, "refused", 0)
                 .await?;
             return Err(Error::Forbidden(format!(
                 "{name} may not be called: {}",
@@ -562,7 +569,7 @@ impl App {
             .await?;
         let millis = started.elapsed().as_millis() as u64;
         let outcome = call_outcome(&result);
-        self.audit_call(access, id, name, &digest, decision, outcome, millis, None)
+        self.audit_call(access, id, name, &digest, decision, outcome, millis)
             .await?;
         Ok(CallOutcome {
             decision,
@@ -596,19 +603,23 @@ impl App {
         self.with_connector(access, connector, |t| {
             let (arguments, options) = (arguments.clone(), options.clone());
             async move {
-                self.engine
+                let started = Instant::now();
+                let result = self
+                    .engine
                     .call_tool(id, &t, name, arguments, schema, options)
-                    .await
+                    .await;
+                self.chat
+                    .tool_nanos
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                result
             }
         })
         .await
     }
 
-    /// Appends a function call to the audit log: who, which function, a digest of the
-    /// arguments, the decision and its rule, the outcome and the duration; `conversation`
-    /// when the assistant made the call.
+    /// Appends a direct function call to the audit log (see [`call_audit_event`]).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn audit_call(
+    async fn audit_call(
         &self,
         access: &OrgAccess,
         id: ConnectorId,
@@ -617,21 +628,8 @@ impl App {
         decision: Decision,
         outcome: &str,
         millis: u64,
-        conversation: Option<switchboard_domain::ConversationId>,
     ) -> Result<()> {
-        let via = if conversation.is_some() {
-            "chat"
-        } else {
-            "direct"
-        };
-        let audit = NewAuditEvent::new(AuditAction::FunctionCalled, Some(access.user()))
-            .org(access.org())
-            .target("connector", id)
-            .detail(json!({
-                "function": name, "arguments_sha256": digest, "decision": decision,
-                "outcome": outcome, "duration_ms": millis, "via": via,
-                "conversation": conversation,
-            }));
+        let audit = call_audit_event(access, id, name, digest, decision, outcome, millis, None);
         Ok(self.store.append_audit(&audit).await?)
     }
 
@@ -762,6 +760,35 @@ impl App {
 /// A policy rule in words, for refusals.
 pub fn rule_words(decision: Decision) -> &'static str {
     decision.rule.words()
+}
+
+/// The audit entry of a function call: who, which function, a digest of the arguments, the
+/// decision and its rule, the outcome and the duration; `conversation` when the assistant made
+/// the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn call_audit_event(
+    access: &OrgAccess,
+    id: ConnectorId,
+    name: &str,
+    digest: &str,
+    decision: Decision,
+    outcome: &str,
+    millis: u64,
+    conversation: Option<switchboard_domain::ConversationId>,
+) -> NewAuditEvent {
+    let via = if conversation.is_some() {
+        "chat"
+    } else {
+        "direct"
+    };
+    NewAuditEvent::new(AuditAction::FunctionCalled, Some(access.user()))
+        .org(access.org())
+        .target("connector", id)
+        .detail(json!({
+            "function": name, "arguments_sha256": digest, "decision": decision,
+            "outcome": outcome, "duration_ms": millis, "via": via,
+            "conversation": conversation,
+        }))
 }
 
 #[cfg(test)]

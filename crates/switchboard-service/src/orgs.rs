@@ -34,9 +34,18 @@ impl App {
         }
     }
 
-    /// The organizations the actor belongs to, with their role in each.
+    /// Every organization the actor belongs to, with their role in each, by slug.
     pub async fn my_organizations(&self, actor: &Actor) -> Result<Vec<(Organization, Role)>> {
         Ok(self.store.organizations_of(actor.id()).await?)
+    }
+
+    /// One page of [`App::my_organizations`].
+    pub async fn organizations(
+        &self,
+        actor: &Actor,
+        page: PageRequest,
+    ) -> Result<Page<(Organization, Role)>> {
+        Ok(self.store.list_organizations(actor.id(), page).await?)
     }
 
     /// Creates an organization owned by the actor.

@@ -4,7 +4,7 @@ use sqlx::{PgConnection, PgPool};
 use switchboard_domain::{
     ApiToken, ApiTokenId, Email, NewAuditEvent, Role, Session, Timestamp, User, UserId,
 };
-use switchboard_store::{NewOrganization, NewUser, StoreError, StoreResult};
+use switchboard_store::{NewOrganization, NewUser, Page, PageRequest, StoreError, StoreResult};
 
 use crate::audit::append;
 use crate::error::{backend, is_foreign_key_violation, unique_violation};
@@ -112,6 +112,24 @@ pub(crate) async fn create_first_owner(
     tx.commit().await.map_err(backend)
 }
 
+pub(crate) async fn create_owner(
+    pool: &PgPool,
+    user: &NewUser,
+    org: &NewOrganization,
+    audit: &[NewAuditEvent],
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    insert_user(&mut tx, user).await?;
+    crate::orgs::insert_organization(&mut tx, org).await?;
+    crate::orgs::insert_membership(&mut tx, org.id, user.id, Role::Owner, org.created_at)
+        .await
+        .map_err(backend)?;
+    for event in audit {
+        append(&mut tx, event).await?;
+    }
+    tx.commit().await.map_err(backend)
+}
+
 pub(crate) async fn create_user(
     pool: &PgPool,
     user: &NewUser,
@@ -187,7 +205,12 @@ pub(crate) async fn set_password(
     tx.commit().await.map_err(backend)
 }
 
-pub(crate) async fn create_session(pool: &PgPool, session: &Session) -> StoreResult<()> {
+pub(crate) async fn create_session(
+    pool: &PgPool,
+    session: &Session,
+    audit: &NewAuditEvent,
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await.map_err(backend)?;
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -197,7 +220,7 @@ pub(crate) async fn create_session(pool: &PgPool, session: &Session) -> StoreRes
     .bind(&session.csrf_token)
     .bind(session.created_at.millis())
     .bind(session.expires_at.millis())
-    .execute(pool)
+    .execute(&mut *tx)
     .await
     .map_err(|e| {
         if is_foreign_key_violation(&e) {
@@ -208,7 +231,8 @@ pub(crate) async fn create_session(pool: &PgPool, session: &Session) -> StoreRes
             backend(e)
         }
     })?;
-    Ok(())
+    append(&mut tx, audit).await?;
+    tx.commit().await.map_err(backend)
 }
 
 pub(crate) async fn session(
@@ -231,13 +255,23 @@ pub(crate) async fn session(
         .transpose()
 }
 
-pub(crate) async fn delete_session(pool: &PgPool, token_hash: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+pub(crate) async fn delete_session(
+    pool: &PgPool,
+    token_hash: &str,
+    audit: &NewAuditEvent,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(token_hash)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-    Ok(())
+    let ended = done.rows_affected() > 0;
+    if ended {
+        append(&mut tx, audit).await?;
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(ended)
 }
 
 pub(crate) async fn delete_expired_sessions(pool: &PgPool, now: Timestamp) -> StoreResult<u64> {
@@ -254,7 +288,7 @@ pub(crate) async fn create_api_token(
     pool: &PgPool,
     token: &ApiToken,
     token_hash: &str,
-    audit: &NewAuditEvent,
+    audit: &[NewAuditEvent],
 ) -> StoreResult<()> {
     let mut tx = pool.begin().await.map_err(backend)?;
     sqlx::query(
@@ -281,7 +315,9 @@ pub(crate) async fn create_api_token(
             backend(e)
         }
     })?;
-    append(&mut tx, audit).await?;
+    for event in audit {
+        append(&mut tx, event).await?;
+    }
     tx.commit().await.map_err(backend)
 }
 
@@ -323,19 +359,38 @@ pub(crate) async fn touch_api_token(
     Ok(())
 }
 
-pub(crate) async fn list_api_tokens(pool: &PgPool, user: UserId) -> StoreResult<Vec<ApiToken>> {
+pub(crate) async fn list_api_tokens(
+    pool: &PgPool,
+    user: UserId,
+    page: PageRequest,
+) -> StoreResult<Page<ApiToken>> {
+    // Keyset paging on (created_at, id), descending: the cursor's own values are looked up
+    // among the same user's tokens, so a cursor from someone else's list finds nothing.
+    let cursor = match page.after {
+        Some(_) => {
+            " AND (t.created_at, t.id) < (SELECT k.created_at, k.id FROM api_tokens k \
+               WHERE k.id = $3 AND k.user_id = $1)"
+        }
+        None => "",
+    };
     let sql = format!(
-        "SELECT {API_TOKEN_COLUMNS} FROM api_tokens t WHERE t.user_id = $1 \
-         ORDER BY t.created_at DESC, t.id DESC"
+        "SELECT {API_TOKEN_COLUMNS} FROM api_tokens t WHERE t.user_id = $1{cursor} \
+         ORDER BY t.created_at DESC, t.id DESC LIMIT $2"
     );
-    sqlx::query(&sql)
+    let mut query = sqlx::query(&sql)
         .bind(user.0)
+        .bind(i64::from(page.limit) + 1);
+    if let Some(after) = page.after {
+        query = query.bind(after);
+    }
+    let tokens = query
         .fetch_all(pool)
         .await
         .map_err(backend)?
         .iter()
         .map(rows::api_token)
-        .collect()
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Page::from_overfetch(tokens, page.limit, |t| t.id.0))
 }
 
 pub(crate) async fn revoke_api_token(

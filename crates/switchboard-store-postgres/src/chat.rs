@@ -24,16 +24,18 @@ use switchboard_domain::{
     Timestamp, TurnId, TurnRecord, TurnStatus, UserId,
 };
 use switchboard_store::{
-    ConversationPatch, NewChatEvent, Page, PageRequest, StoreError, StoreResult, StoredChatModel,
-    TurnSave,
+    ChatCatalog, ConversationPatch, NewChatEvent, Page, PageRequest, StoreError, StoreResult,
+    StoredChatModel, TurnSave,
 };
 use uuid::Uuid;
 
 use crate::audit::append;
 use crate::connectors::{check_member, check_scope};
 use crate::error::{backend, unique_violation};
+use crate::orgs::fetch_organization;
 use crate::rows::{
-    self, CHAT_MODEL_COLUMNS, CONVERSATION_SELECT, EVENT_COLUMNS, MESSAGE_COLUMNS, TURN_COLUMNS,
+    self, CHAT_MODEL_COLUMNS, CONNECTOR_COLUMNS, CONVERSATION_SELECT, EVENT_COLUMNS,
+    FUNCTION_COLUMNS, MESSAGE_COLUMNS, TURN_COLUMNS,
 };
 
 /// The partial unique index that allows one turn per conversation that has not ended.
@@ -431,13 +433,74 @@ async fn insert_messages(
     Ok(())
 }
 
+// ---- the catalog a turn decides with ------------------------------------------------------
+
+/// The organization's policy generation (0 before its first change).
+async fn policy_generation(conn: &mut PgConnection, org: OrgId) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE((SELECT generation FROM policy_generations WHERE org_id = $1), 0)",
+    )
+    .bind(org.0)
+    .fetch_one(conn)
+    .await
+    .map_err(backend)
+}
+
+pub(crate) async fn chat_catalog(
+    pool: &PgPool,
+    org: OrgId,
+    member: UserId,
+) -> StoreResult<ChatCatalog> {
+    // One snapshot for all four reads.
+    let mut tx = pool.begin().await.map_err(backend)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let policy_generation = policy_generation(&mut tx, org).await?;
+    let settings = fetch_organization(&mut tx, org).await?.settings;
+    let connectors = sqlx::query(&format!(
+        "SELECT {CONNECTOR_COLUMNS} FROM connectors c WHERE c.org_id = $1 \
+         ORDER BY c.name_folded COLLATE \"C\""
+    ))
+    .bind(org.0)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(backend)?
+    .iter()
+    .map(rows::connector)
+    .collect::<StoreResult<Vec<_>>>()?;
+    let functions = sqlx::query(&format!(
+        "SELECT {FUNCTION_COLUMNS}, p.preference FROM functions f \
+         JOIN connectors c ON c.id = f.connector_id \
+         LEFT JOIN member_preferences p ON p.function_id = f.id AND p.user_id = $2 \
+         WHERE c.org_id = $1 ORDER BY c.name_folded COLLATE \"C\", f.name COLLATE \"C\""
+    ))
+    .bind(org.0)
+    .bind(member.0)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(backend)?
+    .iter()
+    .map(rows::function_view)
+    .collect::<StoreResult<Vec<_>>>()?;
+    tx.commit().await.map_err(backend)?;
+    Ok(ChatCatalog {
+        policy_generation,
+        settings,
+        connectors,
+        functions,
+    })
+}
+
 // ---- turns --------------------------------------------------------------------------------
 
 pub(crate) async fn start_turn(
     pool: &PgPool,
     turn: &TurnRecord,
     events: &[NewChatEvent],
-) -> StoreResult<Vec<ChatEvent>> {
+    generation: i64,
+) -> StoreResult<Option<Vec<ChatEvent>>> {
     let mut tx = pool.begin().await.map_err(backend)?;
     // The conversation's row first (the lock order), which also serializes two starts.
     check_conversation(
@@ -448,6 +511,9 @@ pub(crate) async fn start_turn(
         true,
     )
     .await?;
+    if policy_generation(&mut tx, turn.org_id).await? != generation {
+        return Ok(None);
+    }
     sqlx::query(&format!(
         "INSERT INTO chat_turns ({TURN_COLUMNS}, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $8)"
@@ -487,7 +553,7 @@ pub(crate) async fn start_turn(
     )
     .await?;
     tx.commit().await.map_err(backend)?;
-    Ok(stored)
+    Ok(Some(stored))
 }
 
 pub(crate) async fn turn(pool: &PgPool, id: TurnId) -> StoreResult<TurnRecord> {
@@ -522,15 +588,7 @@ pub(crate) async fn save_turn(
     save: &TurnSave<'_>,
 ) -> StoreResult<Option<Vec<ChatEvent>>> {
     let mut tx = pool.begin().await.map_err(backend)?;
-    // A turn never changes conversation, so this read needs no lock.
-    let conversation =
-        sqlx::query_scalar::<_, Uuid>("SELECT conversation_id FROM chat_turns WHERE id = $1")
-            .bind(save.id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .map(ConversationId)
-            .ok_or(StoreError::NotFound("turn"))?;
+    let conversation = save.conversation;
     // Numbering locks the conversation's row before the turn's is updated (the lock order);
     // if the save loses, the rollback gives the numbers back.
     let (first_event, first_message) = reserve(
@@ -547,7 +605,10 @@ pub(crate) async fn save_turn(
     })?;
     let done = sqlx::query(
         "UPDATE chat_turns SET status = $3, state = $4, lease_until = $5, \
-         version = version + 1, updated_at = $6 WHERE id = $1 AND version = $2",
+         version = version + 1, updated_at = $6 \
+         WHERE id = $1 AND conversation_id = $7 AND version = $2 \
+         AND COALESCE((SELECT generation FROM policy_generations g \
+                       WHERE g.org_id = chat_turns.org_id), 0) = $8",
     )
     .bind(save.id.0)
     .bind(save.version)
@@ -555,6 +616,8 @@ pub(crate) async fn save_turn(
     .bind(save.state)
     .bind(save.lease_until.map(Timestamp::millis))
     .bind(save.now.millis())
+    .bind(conversation.0)
+    .bind(save.policy_generation)
     .execute(&mut *tx)
     .await
     .map_err(|e| match unique_violation(&e) {
@@ -562,8 +625,20 @@ pub(crate) async fn save_turn(
         _ => backend(e),
     })?;
     if done.rows_affected() == 0 {
+        // Someone saved (or claimed) first, or the policy changed, or the turn is gone.
+        let exists = sqlx::query_scalar::<_, i32>(
+            "SELECT 1 FROM chat_turns WHERE id = $1 AND conversation_id = $2",
+        )
+        .bind(save.id.0)
+        .bind(conversation.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.rollback().await.map_err(backend)?;
-        return Ok(None);
+        return match exists {
+            Some(_) => Ok(None),
+            None => Err(StoreError::NotFound("turn")),
+        };
     }
     let stored = insert_events(
         &mut tx,
@@ -583,6 +658,9 @@ pub(crate) async fn save_turn(
         save.now,
     )
     .await?;
+    for entry in save.audit {
+        append(&mut tx, entry).await?;
+    }
     tx.commit().await.map_err(backend)?;
     Ok(Some(stored))
 }

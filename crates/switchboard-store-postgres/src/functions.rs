@@ -8,7 +8,9 @@ use switchboard_domain::{
     ConnectorId, FloorPolicy, Function, FunctionId, FunctionVersion, MemberPreference,
     NewAuditEvent, NewFunctionState, OrgId, ReviewState, SyncSummary, Timestamp, UserId,
 };
-use switchboard_store::{DiscoveredFunction, FunctionView, StoreError, StoreResult};
+use switchboard_store::{
+    DiscoveredFunction, FunctionView, Page, PageRequest, StoreError, StoreResult,
+};
 use uuid::Uuid;
 
 use crate::audit::append;
@@ -291,6 +293,47 @@ pub(crate) async fn list_functions(
 ) -> StoreResult<Vec<FunctionView>> {
     let mut conn = pool.acquire().await.map_err(backend)?;
     fetch_views(&mut conn, org, connector, None, member).await
+}
+
+pub(crate) async fn list_functions_page(
+    pool: &PgPool,
+    org: OrgId,
+    connector: ConnectorId,
+    member: UserId,
+    page: PageRequest,
+) -> StoreResult<Page<FunctionView>> {
+    let mut conn = pool.acquire().await.map_err(backend)?;
+    fetch_connector(&mut conn, org, connector, false).await?;
+    // Keyset paging on the name (unique per connector), by its bytes as in `fetch_views`. The
+    // cursor's name is looked up among this connector's functions, so another connector's id
+    // finds nothing.
+    let cursor = match page.after {
+        Some(_) => {
+            " AND f.name COLLATE \"C\" > (SELECT k.name FROM functions k \
+               WHERE k.id = $4 AND k.connector_id = $1)"
+        }
+        None => "",
+    };
+    let sql = format!(
+        "SELECT {FUNCTION_COLUMNS}, p.preference FROM functions f \
+         LEFT JOIN member_preferences p ON p.function_id = f.id AND p.user_id = $2 \
+         WHERE f.connector_id = $1{cursor} ORDER BY f.name COLLATE \"C\" LIMIT $3"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(connector.0)
+        .bind(member.0)
+        .bind(i64::from(page.limit) + 1);
+    if let Some(after) = page.after {
+        query = query.bind(after);
+    }
+    let views = query
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(rows::function_view)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Page::from_overfetch(views, page.limit, |v| v.function.id.0))
 }
 
 pub(crate) async fn function(

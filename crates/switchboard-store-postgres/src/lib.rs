@@ -34,8 +34,8 @@ use switchboard_domain::{
     Session, SyncSummary, Timestamp, TurnId, TurnRecord, User, UserId,
 };
 use switchboard_store::{
-    AuditFilter, ConnectorPatch, ConversationPatch, DiscoveredFunction, FunctionView, NewChatEvent,
-    NewConnector, NewGrant, NewOrganization, NewUser, OAuthGrant, Page, PageRequest,
+    AuditFilter, ChatCatalog, ConnectorPatch, ConversationPatch, DiscoveredFunction, FunctionView,
+    NewChatEvent, NewConnector, NewGrant, NewOrganization, NewUser, OAuthGrant, Page, PageRequest,
     PendingAuthorization, Resealer, Snapshot, Store, StoreError, StoreResult, StoredChatModel,
     StoredCredential, StoredOAuthClient, TurnSave,
 };
@@ -144,6 +144,15 @@ impl Store for PostgresStore {
         accounts::create_first_owner(&self.pool, user, org, consume, audit).await
     }
 
+    async fn create_owner(
+        &self,
+        user: &NewUser,
+        org: &NewOrganization,
+        audit: &[NewAuditEvent],
+    ) -> StoreResult<()> {
+        accounts::create_owner(&self.pool, user, org, audit).await
+    }
+
     async fn create_user(&self, user: &NewUser, audit: &NewAuditEvent) -> StoreResult<User> {
         accounts::create_user(&self.pool, user, audit).await
     }
@@ -160,8 +169,8 @@ impl Store for PostgresStore {
         accounts::set_password(&self.pool, id, hash, audit).await
     }
 
-    async fn create_session(&self, session: &Session) -> StoreResult<()> {
-        accounts::create_session(&self.pool, session).await
+    async fn create_session(&self, session: &Session, audit: &NewAuditEvent) -> StoreResult<()> {
+        accounts::create_session(&self.pool, session, audit).await
     }
 
     async fn session(
@@ -172,8 +181,8 @@ impl Store for PostgresStore {
         accounts::session(&self.pool, token_hash, now).await
     }
 
-    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
-        accounts::delete_session(&self.pool, token_hash).await
+    async fn delete_session(&self, token_hash: &str, audit: &NewAuditEvent) -> StoreResult<bool> {
+        accounts::delete_session(&self.pool, token_hash, audit).await
     }
 
     async fn delete_expired_sessions(&self, now: Timestamp) -> StoreResult<u64> {
@@ -184,7 +193,7 @@ impl Store for PostgresStore {
         &self,
         token: &ApiToken,
         token_hash: &str,
-        audit: &NewAuditEvent,
+        audit: &[NewAuditEvent],
     ) -> StoreResult<()> {
         accounts::create_api_token(&self.pool, token, token_hash, audit).await
     }
@@ -201,8 +210,12 @@ impl Store for PostgresStore {
         accounts::touch_api_token(&self.pool, id, now).await
     }
 
-    async fn list_api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiToken>> {
-        accounts::list_api_tokens(&self.pool, user).await
+    async fn list_api_tokens(
+        &self,
+        user: UserId,
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiToken>> {
+        accounts::list_api_tokens(&self.pool, user, page).await
     }
 
     async fn revoke_api_token(
@@ -230,6 +243,14 @@ impl Store for PostgresStore {
 
     async fn organizations_of(&self, user: UserId) -> StoreResult<Vec<(Organization, Role)>> {
         orgs::organizations_of(&self.pool, user).await
+    }
+
+    async fn list_organizations(
+        &self,
+        user: UserId,
+        page: PageRequest,
+    ) -> StoreResult<Page<(Organization, Role)>> {
+        orgs::list_organizations(&self.pool, user, page).await
     }
 
     async fn update_organization(
@@ -494,6 +515,16 @@ impl Store for PostgresStore {
         functions::list_functions(&self.pool, org, connector, member).await
     }
 
+    async fn list_functions_page(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        member: UserId,
+        page: PageRequest,
+    ) -> StoreResult<Page<FunctionView>> {
+        functions::list_functions_page(&self.pool, org, connector, member, page).await
+    }
+
     async fn function(
         &self,
         org: OrgId,
@@ -615,12 +646,17 @@ impl Store for PostgresStore {
         chat::chat_messages(&self.pool, conversation).await
     }
 
+    async fn chat_catalog(&self, org: OrgId, member: UserId) -> StoreResult<ChatCatalog> {
+        chat::chat_catalog(&self.pool, org, member).await
+    }
+
     async fn start_turn(
         &self,
         turn: &TurnRecord,
         events: &[NewChatEvent],
-    ) -> StoreResult<Vec<ChatEvent>> {
-        chat::start_turn(&self.pool, turn, events).await
+        policy_generation: i64,
+    ) -> StoreResult<Option<Vec<ChatEvent>>> {
+        chat::start_turn(&self.pool, turn, events, policy_generation).await
     }
 
     async fn turn(&self, id: TurnId) -> StoreResult<TurnRecord> {

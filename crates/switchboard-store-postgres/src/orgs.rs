@@ -76,7 +76,10 @@ async fn lock_org(conn: &mut PgConnection, org: OrgId) -> StoreResult<()> {
     Ok(())
 }
 
-async fn fetch_organization(conn: &mut PgConnection, id: OrgId) -> StoreResult<Organization> {
+pub(crate) async fn fetch_organization(
+    conn: &mut PgConnection,
+    id: OrgId,
+) -> StoreResult<Organization> {
     let sql = format!("SELECT {ORG_COLUMNS} FROM organizations o WHERE o.id = $1");
     let row = sqlx::query(&sql)
         .bind(id.0)
@@ -163,6 +166,42 @@ pub(crate) async fn organizations_of(
         .iter()
         .map(|row| Ok((rows::organization(row)?, rows::get_parsed(row, "role")?)))
         .collect()
+}
+
+pub(crate) async fn list_organizations(
+    pool: &PgPool,
+    user: UserId,
+    page: PageRequest,
+) -> StoreResult<Page<(Organization, Role)>> {
+    // Keyset paging on the slug (unique), by its bytes as in `organizations_of`. The cursor's
+    // slug is looked up among the user's own organizations, so an organization they do not
+    // belong to finds nothing.
+    let cursor = match page.after {
+        Some(_) => {
+            " AND o.slug COLLATE \"C\" > (SELECT k.slug FROM organizations k \
+               JOIN memberships km ON km.org_id = k.id WHERE k.id = $3 AND km.user_id = $1)"
+        }
+        None => "",
+    };
+    let sql = format!(
+        "SELECT {ORG_COLUMNS}, m.role FROM organizations o \
+         JOIN memberships m ON m.org_id = o.id \
+         WHERE m.user_id = $1{cursor} ORDER BY o.slug COLLATE \"C\" LIMIT $2"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(user.0)
+        .bind(i64::from(page.limit) + 1);
+    if let Some(after) = page.after {
+        query = query.bind(after);
+    }
+    let orgs = query
+        .fetch_all(pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| Ok((rows::organization(row)?, rows::get_parsed(row, "role")?)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Page::from_overfetch(orgs, page.limit, |(o, _)| o.id.0))
 }
 
 pub(crate) async fn update_organization(

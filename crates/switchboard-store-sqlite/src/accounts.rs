@@ -4,7 +4,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 use switchboard_domain::{
     ApiToken, ApiTokenId, Email, NewAuditEvent, Role, Session, Timestamp, User, UserId,
 };
-use switchboard_store::{NewOrganization, NewUser, StoreError, StoreResult};
+use switchboard_store::{NewOrganization, NewUser, Page, PageRequest, StoreError, StoreResult};
 
 use crate::error::DbResultExt;
 use crate::rows::{self, TOKEN_COLS, USER_COLS};
@@ -100,6 +100,22 @@ pub(crate) async fn create_first_owner(
     tx.commit().await.db()
 }
 
+pub(crate) async fn create_owner(
+    pool: &SqlitePool,
+    user: &NewUser,
+    org: &NewOrganization,
+    events: &[NewAuditEvent],
+) -> StoreResult<()> {
+    let mut tx = begin_write(pool).await?;
+    insert_user(&mut tx, user).await?;
+    orgs::insert_organization(&mut tx, org).await?;
+    orgs::insert_membership(&mut tx, org.id, user.id, Role::Owner, org.created_at).await?;
+    for event in events {
+        audit::append(&mut tx, event).await?;
+    }
+    tx.commit().await.db()
+}
+
 pub(crate) async fn create_user(
     pool: &SqlitePool,
     user: &NewUser,
@@ -166,7 +182,11 @@ pub(crate) async fn set_password(
     tx.commit().await.db()
 }
 
-pub(crate) async fn create_session(pool: &SqlitePool, session: &Session) -> StoreResult<()> {
+pub(crate) async fn create_session(
+    pool: &SqlitePool,
+    session: &Session,
+    event: &NewAuditEvent,
+) -> StoreResult<()> {
     let mut tx = begin_write(pool).await?;
     user(&mut tx, session.user_id).await?;
     sqlx::query(
@@ -183,6 +203,7 @@ pub(crate) async fn create_session(pool: &SqlitePool, session: &Session) -> Stor
     .unique_as("token_hash", || {
         "a session with this token already exists".to_owned()
     })?;
+    audit::append(&mut tx, event).await?;
     tx.commit().await.db()
 }
 
@@ -208,13 +229,23 @@ pub(crate) async fn session(
     }
 }
 
-pub(crate) async fn delete_session(pool: &SqlitePool, token_hash: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+pub(crate) async fn delete_session(
+    pool: &SqlitePool,
+    token_hash: &str,
+    event: &NewAuditEvent,
+) -> StoreResult<bool> {
+    let mut tx = begin_write(pool).await?;
+    let done = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
         .bind(token_hash)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
         .db()?;
-    Ok(())
+    let ended = done.rows_affected() > 0;
+    if ended {
+        audit::append(&mut tx, event).await?;
+    }
+    tx.commit().await.db()?;
+    Ok(ended)
 }
 
 pub(crate) async fn delete_expired_sessions(pool: &SqlitePool, now: Timestamp) -> StoreResult<u64> {
@@ -230,7 +261,7 @@ pub(crate) async fn create_api_token(
     pool: &SqlitePool,
     token: &ApiToken,
     token_hash: &str,
-    event: &NewAuditEvent,
+    events: &[NewAuditEvent],
 ) -> StoreResult<()> {
     let mut tx = begin_write(pool).await?;
     user(&mut tx, token.user_id).await?;
@@ -253,7 +284,9 @@ pub(crate) async fn create_api_token(
     .unique_as("token_hash", || {
         "a token with this secret already exists".to_owned()
     })?;
-    audit::append(&mut tx, event).await?;
+    for event in events {
+        audit::append(&mut tx, event).await?;
+    }
     tx.commit().await.db()
 }
 
@@ -294,16 +327,36 @@ pub(crate) async fn touch_api_token(
     Ok(())
 }
 
-pub(crate) async fn list_api_tokens(pool: &SqlitePool, user: UserId) -> StoreResult<Vec<ApiToken>> {
-    let found = sqlx::query(&format!(
-        "SELECT {TOKEN_COLS} FROM api_tokens t WHERE t.user_id = ? \
-         ORDER BY t.created_at DESC, t.id DESC"
-    ))
-    .bind(user.0)
-    .fetch_all(pool)
-    .await
-    .db()?;
-    found.iter().map(rows::api_token).collect()
+pub(crate) async fn list_api_tokens(
+    pool: &SqlitePool,
+    user: UserId,
+    page: PageRequest,
+) -> StoreResult<Page<ApiToken>> {
+    // Keyset paging on (created_at, id), descending: the cursor's own values are looked up
+    // among the same user's tokens, so a cursor from someone else's list finds nothing.
+    let cursor = match page.after {
+        Some(_) => {
+            " AND (t.created_at, t.id) < (SELECT k.created_at, k.id FROM api_tokens k \
+               WHERE k.id = ?3 AND k.user_id = ?1)"
+        }
+        None => "",
+    };
+    let sql = format!(
+        "SELECT {TOKEN_COLS} FROM api_tokens t WHERE t.user_id = ?1{cursor} \
+         ORDER BY t.created_at DESC, t.id DESC LIMIT ?2"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(user.0)
+        .bind(i64::from(page.limit) + 1);
+    if let Some(after) = page.after {
+        query = query.bind(after);
+    }
+    let found = query.fetch_all(pool).await.db()?;
+    let tokens = found
+        .iter()
+        .map(rows::api_token)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Page::from_overfetch(tokens, page.limit, |t| t.id.0))
 }
 
 pub(crate) async fn revoke_api_token(

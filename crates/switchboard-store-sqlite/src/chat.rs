@@ -16,16 +16,17 @@ use switchboard_domain::{
     Timestamp, TurnId, TurnRecord, TurnStatus, UserId,
 };
 use switchboard_store::{
-    ConversationPatch, NewChatEvent, Page, PageRequest, StoreError, StoreResult, StoredChatModel,
-    TurnSave,
+    ChatCatalog, ConversationPatch, NewChatEvent, Page, PageRequest, StoreError, StoreResult,
+    StoredChatModel, TurnSave,
 };
 
 use crate::connectors::check_scope;
 use crate::error::DbResultExt;
 use crate::rows::{
-    self, CHAT_MODEL_COLS, CONVERSATION_SELECT, EVENT_COLS, MESSAGE_COLS, TURN_COLS, to_json,
+    self, CHAT_MODEL_COLS, CONNECTOR_SELECT, CONVERSATION_SELECT, EVENT_COLS, FUNCTION_COLS,
+    MESSAGE_COLS, PREFERENCE_JOIN, TURN_COLS, to_json,
 };
-use crate::{audit, begin_write, orgs};
+use crate::{audit, begin_read, begin_write, orgs};
 
 // ---- the organization's model -------------------------------------------------------------
 
@@ -337,7 +338,13 @@ async fn reserve(
     Ok((last_event - events + 1, last_message - messages + 1))
 }
 
-/// Inserts events numbered from `first`.
+/// `rows` groups of `columns` placeholders, for a multi-row `VALUES`.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+/// Inserts events numbered from `first`, in one statement.
 async fn insert_events(
     conn: &mut SqliteConnection,
     conversation: ConversationId,
@@ -346,33 +353,38 @@ async fn insert_events(
     first: i64,
     at: Timestamp,
 ) -> StoreResult<Vec<ChatEvent>> {
-    let mut stored = Vec::with_capacity(events.len());
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "INSERT INTO chat_events (conversation_id, seq, turn_id, kind, data, created_at) \
+         VALUES {}",
+        placeholders(events.len(), 6)
+    );
+    let mut query = sqlx::query(&sql);
     for (seq, event) in (first..).zip(events) {
-        sqlx::query(
-            "INSERT INTO chat_events (conversation_id, seq, turn_id, kind, data, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(conversation.0)
-        .bind(seq)
-        .bind(turn.0)
-        .bind(&event.kind)
-        .bind(to_json("chat event", &event.data)?)
-        .bind(at.millis())
-        .execute(&mut *conn)
-        .await
-        .db()?;
-        stored.push(ChatEvent {
+        query = query
+            .bind(conversation.0)
+            .bind(seq)
+            .bind(turn.0)
+            .bind(&event.kind)
+            .bind(to_json("chat event", &event.data)?)
+            .bind(at.millis());
+    }
+    query.execute(&mut *conn).await.db()?;
+    Ok((first..)
+        .zip(events)
+        .map(|(seq, event)| ChatEvent {
             seq,
             turn_id: turn,
             kind: event.kind.clone(),
             data: event.data.clone(),
             created_at: at,
-        });
-    }
-    Ok(stored)
+        })
+        .collect())
 }
 
-/// Inserts history messages numbered from `first`.
+/// Inserts history messages numbered from `first`, in one statement.
 async fn insert_messages(
     conn: &mut SqliteConnection,
     conversation: ConversationId,
@@ -381,21 +393,77 @@ async fn insert_messages(
     first: i64,
     at: Timestamp,
 ) -> StoreResult<()> {
-    for (seq, body) in (first..).zip(messages) {
-        sqlx::query(
-            "INSERT INTO chat_messages (conversation_id, seq, turn_id, body, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(conversation.0)
-        .bind(seq)
-        .bind(turn.0)
-        .bind(to_json("chat message", body)?)
-        .bind(at.millis())
-        .execute(&mut *conn)
-        .await
-        .db()?;
+    if messages.is_empty() {
+        return Ok(());
     }
+    let sql = format!(
+        "INSERT INTO chat_messages (conversation_id, seq, turn_id, body, created_at) VALUES {}",
+        placeholders(messages.len(), 5)
+    );
+    let mut query = sqlx::query(&sql);
+    for (seq, body) in (first..).zip(messages) {
+        query = query
+            .bind(conversation.0)
+            .bind(seq)
+            .bind(turn.0)
+            .bind(to_json("chat message", body)?)
+            .bind(at.millis());
+    }
+    query.execute(&mut *conn).await.db()?;
     Ok(())
+}
+
+// ---- the catalog a turn decides with ------------------------------------------------------
+
+/// The organization's policy generation (0 before its first change).
+async fn policy_generation(conn: &mut SqliteConnection, org: OrgId) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE((SELECT generation FROM policy_generations WHERE org_id = ?), 0)",
+    )
+    .bind(org.0)
+    .fetch_one(conn)
+    .await
+    .db()
+}
+
+pub(crate) async fn chat_catalog(
+    pool: &SqlitePool,
+    org: OrgId,
+    member: UserId,
+) -> StoreResult<ChatCatalog> {
+    let mut tx = begin_read(pool).await?;
+    let policy_generation = policy_generation(&mut tx, org).await?;
+    let settings = orgs::organization(&mut tx, org).await?.settings;
+    let connectors = sqlx::query(&format!(
+        "{CONNECTOR_SELECT} WHERE c.org_id = ? ORDER BY c.name_folded"
+    ))
+    .bind(org.0)
+    .fetch_all(&mut *tx)
+    .await
+    .db()?
+    .iter()
+    .map(rows::connector)
+    .collect::<StoreResult<Vec<_>>>()?;
+    let functions = sqlx::query(&format!(
+        "SELECT {FUNCTION_COLS}, p.preference FROM functions f {PREFERENCE_JOIN} \
+         JOIN connectors c ON c.id = f.connector_id \
+         WHERE c.org_id = ? ORDER BY c.name_folded, f.name"
+    ))
+    .bind(member.0)
+    .bind(org.0)
+    .fetch_all(&mut *tx)
+    .await
+    .db()?
+    .iter()
+    .map(rows::function_view)
+    .collect::<StoreResult<Vec<_>>>()?;
+    tx.commit().await.db()?;
+    Ok(ChatCatalog {
+        policy_generation,
+        settings,
+        connectors,
+        functions,
+    })
 }
 
 // ---- turns --------------------------------------------------------------------------------
@@ -408,9 +476,13 @@ pub(crate) async fn start_turn(
     pool: &SqlitePool,
     turn: &TurnRecord,
     events: &[NewChatEvent],
-) -> StoreResult<Vec<ChatEvent>> {
+    generation: i64,
+) -> StoreResult<Option<Vec<ChatEvent>>> {
     let mut tx = begin_write(pool).await?;
     check_conversation(&mut tx, turn.org_id, turn.user_id, turn.conversation_id).await?;
+    if policy_generation(&mut tx, turn.org_id).await? != generation {
+        return Ok(None);
+    }
     // Checked first, under the writer lock, so that the partial unique index behind it (which
     // SQLite does not name in its error) only ever reports a taken id.
     let open = sqlx::query_scalar::<_, i64>(
@@ -456,7 +528,7 @@ pub(crate) async fn start_turn(
     )
     .await?;
     tx.commit().await.db()?;
-    Ok(stored)
+    Ok(Some(stored))
 }
 
 pub(crate) async fn turn(pool: &SqlitePool, id: TurnId) -> StoreResult<TurnRecord> {
@@ -489,14 +561,7 @@ pub(crate) async fn save_turn(
     save: &TurnSave<'_>,
 ) -> StoreResult<Option<Vec<ChatEvent>>> {
     let mut tx = begin_write(pool).await?;
-    let conversation: ConversationId =
-        sqlx::query_scalar("SELECT conversation_id FROM chat_turns WHERE id = ?")
-            .bind(save.id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .db()?
-            .map(ConversationId)
-            .ok_or(StoreError::NotFound("turn"))?;
+    let conversation = save.conversation;
     // The conversation's row first, then the turn's, in the same order as the PostgreSQL
     // backend, whose row locks this order keeps free of deadlocks.
     let (first_event, first_message) = reserve(
@@ -506,26 +571,47 @@ pub(crate) async fn save_turn(
         save.messages.len(),
         Some(save.now),
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        StoreError::NotFound(_) => StoreError::NotFound("turn"),
+        other => other,
+    })?;
     let done = sqlx::query(
         "UPDATE chat_turns SET status = ?, state = ?, lease_until = ?, version = version + 1, \
-         updated_at = ? WHERE id = ? AND version = ?",
+         updated_at = ? WHERE id = ? AND conversation_id = ? AND version = ? \
+         AND COALESCE((SELECT generation FROM policy_generations g \
+                       WHERE g.org_id = chat_turns.org_id), 0) = ? \
+         RETURNING 1",
     )
     .bind(save.status.as_str())
     .bind(to_json("turn state", save.state)?)
     .bind(save.lease_until.map(Timestamp::millis))
     .bind(save.now.millis())
     .bind(save.id.0)
+    .bind(conversation.0)
     .bind(save.version)
-    .execute(&mut *tx)
+    .bind(save.policy_generation)
+    .fetch_optional(&mut *tx)
     .await
     .unique_as("turn", || {
         "the conversation already has a turn in progress".to_owned()
     })?;
-    if done.rows_affected() == 0 {
-        // Someone saved (or claimed) first: dropping the transaction undoes the numbering.
+    if done.is_none() {
+        // Someone saved (or claimed) first, or the policy changed, or the turn is gone:
+        // dropping the transaction undoes the numbering.
+        let exists = sqlx::query_scalar::<_, i64>(
+            "SELECT 1 FROM chat_turns WHERE id = ? AND conversation_id = ?",
+        )
+        .bind(save.id.0)
+        .bind(conversation.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
         tx.rollback().await.db()?;
-        return Ok(None);
+        return match exists {
+            Some(_) => Ok(None),
+            None => Err(StoreError::NotFound("turn")),
+        };
     }
     let stored = insert_events(
         &mut tx,
@@ -545,6 +631,9 @@ pub(crate) async fn save_turn(
         save.now,
     )
     .await?;
+    for entry in save.audit {
+        audit::append(&mut tx, entry).await?;
+    }
     tx.commit().await.db()?;
     Ok(Some(stored))
 }

@@ -9,7 +9,9 @@ use switchboard_domain::{
     ConnectorId, FloorPolicy, Function, FunctionId, FunctionVersion, MemberPreference,
     NewAuditEvent, NewFunctionState, OrgId, ReviewState, SyncSummary, Timestamp, UserId,
 };
-use switchboard_store::{DiscoveredFunction, FunctionView, StoreError, StoreResult};
+use switchboard_store::{
+    DiscoveredFunction, FunctionView, Page, PageRequest, StoreError, StoreResult,
+};
 use uuid::Uuid;
 
 use crate::connectors::check_scope;
@@ -234,6 +236,45 @@ pub(crate) async fn list(
     .await
     .db()?;
     found.iter().map(rows::function_view).collect()
+}
+
+pub(crate) async fn list_page(
+    pool: &SqlitePool,
+    org: OrgId,
+    connector: ConnectorId,
+    member: UserId,
+    page: PageRequest,
+) -> StoreResult<Page<FunctionView>> {
+    let mut tx = begin_read(pool).await?;
+    check_scope(&mut tx, org, connector).await?;
+    // Keyset paging on the name (unique per connector), by its bytes as in `list`. The cursor's
+    // name is looked up among this connector's functions, so another connector's id finds
+    // nothing.
+    let cursor = match page.after {
+        Some(_) => {
+            " AND f.name > (SELECT k.name FROM functions k \
+               WHERE k.id = ?4 AND k.connector_id = ?2)"
+        }
+        None => "",
+    };
+    let sql = format!(
+        "SELECT {FUNCTION_COLS}, p.preference FROM functions f \
+         LEFT JOIN member_preferences p ON p.function_id = f.id AND p.user_id = ?1 \
+         WHERE f.connector_id = ?2{cursor} ORDER BY f.name LIMIT ?3"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(member.0)
+        .bind(connector.0)
+        .bind(i64::from(page.limit) + 1);
+    if let Some(after) = page.after {
+        query = query.bind(after);
+    }
+    let found = query.fetch_all(&mut *tx).await.db()?;
+    let views = found
+        .iter()
+        .map(rows::function_view)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Page::from_overfetch(views, page.limit, |v| v.function.id.0))
 }
 
 pub(crate) async fn one(

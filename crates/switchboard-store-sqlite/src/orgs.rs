@@ -115,6 +115,39 @@ pub(crate) async fn organizations_of(
         .collect()
 }
 
+pub(crate) async fn list_organizations(
+    pool: &SqlitePool,
+    user: UserId,
+    page: PageRequest,
+) -> StoreResult<Page<(Organization, Role)>> {
+    // Keyset paging on the slug (unique), by its bytes as in `organizations_of`. The cursor's
+    // slug is looked up among the user's own organizations, so an organization they do not
+    // belong to finds nothing.
+    let cursor = match page.after {
+        Some(_) => {
+            " AND o.slug > (SELECT k.slug FROM organizations k \
+               JOIN memberships km ON km.org_id = k.id WHERE k.id = ?3 AND km.user_id = ?1)"
+        }
+        None => "",
+    };
+    let sql = format!(
+        "SELECT {ORG_COLS}, m.role FROM memberships m JOIN organizations o ON o.id = m.org_id \
+         WHERE m.user_id = ?1{cursor} ORDER BY o.slug LIMIT ?2"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(user.0)
+        .bind(i64::from(page.limit) + 1);
+    if let Some(after) = page.after {
+        query = query.bind(after);
+    }
+    let found = query.fetch_all(pool).await.db()?;
+    let orgs = found
+        .iter()
+        .map(|row| Ok((rows::organization(row)?, rows::enum_col(row, "role")?)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Page::from_overfetch(orgs, page.limit, |(o, _)| o.id.0))
+}
+
 pub(crate) async fn update_organization(
     pool: &SqlitePool,
     id: OrgId,

@@ -110,6 +110,16 @@ pub trait Store: Send + Sync + 'static {
         consume: &str,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
+    /// Creates a further owner with a new organization of their own once setup is done (the
+    /// operator's `admin create-owner`): the user, the organization and the ownership in one
+    /// transaction, with `audit` appended in order, so a refused slug leaves no account behind.
+    /// `Conflict` on `email` or `slug`.
+    async fn create_owner(
+        &self,
+        user: &NewUser,
+        org: &NewOrganization,
+        audit: &[NewAuditEvent],
+    ) -> StoreResult<()>;
     /// Creates a user; `Conflict` on `email` if the address is taken.
     async fn create_user(&self, user: &NewUser, audit: &NewAuditEvent) -> StoreResult<User>;
     /// A user by id.
@@ -121,27 +131,29 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- browser sessions --------------------------------------------------------------
 
-    /// Stores a new session.
-    async fn create_session(&self, session: &Session) -> StoreResult<()>;
+    /// Stores a new session and appends `audit` (the sign-in) with it.
+    async fn create_session(&self, session: &Session, audit: &NewAuditEvent) -> StoreResult<()>;
     /// A live session (not expired at `now`) and its user.
     async fn session(
         &self,
         token_hash: &str,
         now: Timestamp,
     ) -> StoreResult<Option<(Session, User)>>;
-    /// Ends a session; ending one that does not exist is not an error.
-    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Ends a session; returns whether there was one. Ending one that does not exist is not an
+    /// error. The audit event (the sign-out) is appended only when a session ended.
+    async fn delete_session(&self, token_hash: &str, audit: &NewAuditEvent) -> StoreResult<bool>;
     /// Removes sessions that expired before `now`; returns how many.
     async fn delete_expired_sessions(&self, now: Timestamp) -> StoreResult<u64>;
 
     // ---- personal API tokens -----------------------------------------------------------
 
-    /// Stores a new token under the hash of its secret.
+    /// Stores a new token under the hash of its secret and appends `audit` with it, in order:
+    /// the issue, preceded by the sign-in when the token is what a password sign-in asked for.
     async fn create_api_token(
         &self,
         token: &ApiToken,
         token_hash: &str,
-        audit: &NewAuditEvent,
+        audit: &[NewAuditEvent],
     ) -> StoreResult<()>;
     /// A token that is neither revoked nor expired at `now`, and its user, by secret hash.
     async fn api_token(
@@ -151,8 +163,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<(ApiToken, User)>>;
     /// Records that a token was used.
     async fn touch_api_token(&self, id: ApiTokenId, now: Timestamp) -> StoreResult<()>;
-    /// A user's tokens, newest first, revoked ones included.
-    async fn list_api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiToken>>;
+    /// A user's tokens, newest first (ties by id, descending), revoked ones included.
+    /// `page.after` is the last token of the previous page; one that is not `user`'s gives an
+    /// empty page.
+    async fn list_api_tokens(&self, user: UserId, page: PageRequest)
+    -> StoreResult<Page<ApiToken>>;
     /// Revokes one of `user`'s tokens; `NotFound` if it is not theirs.
     async fn revoke_api_token(
         &self,
@@ -173,8 +188,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Organization>;
     /// An organization by id.
     async fn organization(&self, id: OrgId) -> StoreResult<Organization>;
-    /// The organizations a user belongs to, with their role in each, ordered by slug.
+    /// The organizations a user belongs to, with their role in each, ordered by slug (by its
+    /// bytes). Every one of them, for callers that need them all at once (`GET /me`); lists
+    /// shown page by page use [`Store::list_organizations`].
     async fn organizations_of(&self, user: UserId) -> StoreResult<Vec<(Organization, Role)>>;
+    /// One page of [`Store::organizations_of`], in the same order. `page.after` is the last
+    /// organization of the previous page; one that `user` is not (or no longer) a member of
+    /// gives an empty page.
+    async fn list_organizations(
+        &self,
+        user: UserId,
+        page: PageRequest,
+    ) -> StoreResult<Page<(Organization, Role)>>;
     /// Changes an organization's name and settings.
     async fn update_organization(
         &self,
@@ -410,13 +435,24 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> StoreResult<SyncSummary>;
-    /// A connector's functions, by name, each with `member`'s preference.
+    /// A connector's functions, by name (by its bytes), each with `member`'s preference. Every
+    /// one of them, for callers that need the whole set (the chat's toolbox); lists shown page
+    /// by page use [`Store::list_functions_page`].
     async fn list_functions(
         &self,
         org: OrgId,
         connector: ConnectorId,
         member: UserId,
     ) -> StoreResult<Vec<FunctionView>>;
+    /// One page of [`Store::list_functions`], in the same order. `page.after` is the id of the
+    /// last function of the previous page; one that is not the connector's gives an empty page.
+    async fn list_functions_page(
+        &self,
+        org: OrgId,
+        connector: ConnectorId,
+        member: UserId,
+        page: PageRequest,
+    ) -> StoreResult<Page<FunctionView>>;
     /// One function by name, with `member`'s preference.
     async fn function(
         &self,
@@ -426,6 +462,11 @@ pub trait Store: Send + Sync + 'static {
         member: UserId,
     ) -> StoreResult<FunctionView>;
     /// Every definition a function has had, oldest first.
+    ///
+    /// Not paged, unlike the other lists: a function gains a version only when discovery sees a
+    /// definition it never had (one seen again keeps its row), and a changed definition holds
+    /// the function until an admin reviews it, so the history stays short in practice. The
+    /// versions have no id to page on, and the diff needs the approved one wherever it falls.
     async fn function_versions(
         &self,
         org: OrgId,
@@ -527,8 +568,13 @@ pub trait Store: Send + Sync + 'static {
     /// methods below, which take ids only).
     async fn chat_messages(&self, conversation: ConversationId) -> StoreResult<Vec<ChatMessage>>;
 
+    /// What `member`'s turns in `org` decide with, in one consistent read (see
+    /// [`ChatCatalog`]). `NotFound("organization")`.
+    async fn chat_catalog(&self, org: OrgId, member: UserId) -> StoreResult<ChatCatalog>;
     /// Starts a turn (version 1, whatever `turn.version` says) and appends its first events,
     /// stamped `turn.created_at`, which also becomes the conversation's `updated_at` if later.
+    /// Returns the stored events, or `None`, having written nothing, if the organization's
+    /// policy generation is no longer `policy_generation` (the caller reads the catalog again).
     /// `Conflict` on `turn` while the conversation has a turn that has not ended (or if the id
     /// is taken); `NotFound("conversation")` unless the conversation is `turn.user_id`'s in
     /// `turn.org_id`.
@@ -536,17 +582,20 @@ pub trait Store: Send + Sync + 'static {
         &self,
         turn: &TurnRecord,
         events: &[NewChatEvent],
-    ) -> StoreResult<Vec<ChatEvent>>;
+        policy_generation: i64,
+    ) -> StoreResult<Option<Vec<ChatEvent>>>;
     /// A turn by id; `NotFound("turn")`.
     async fn turn(&self, id: TurnId) -> StoreResult<TurnRecord>;
     /// The conversation's turn that has not ended, if any.
     async fn open_turn(&self, conversation: ConversationId) -> StoreResult<Option<TurnRecord>>;
-    /// Saves a turn's next state if it is still at `save.version`, in one transaction: the
-    /// status, state and lease, the events (numbered after the conversation's last), and,
-    /// when the turn ends, its messages appended to the history; the version goes up by one and
-    /// the conversation's `updated_at` moves forward to `save.now`. Returns the stored events,
-    /// or `None`, having written nothing, when another save (or a claim) came first (the
-    /// caller reloads and tries again). `NotFound("turn")` if the turn is gone.
+    /// Saves a turn's next state if it is still at `save.version` and the organization's
+    /// policy generation is still `save.policy_generation`, in one transaction: the status,
+    /// state and lease, the events (numbered after the conversation's last), the audit
+    /// entries, and, when the turn ends, its messages appended to the history; the version
+    /// goes up by one and the conversation's `updated_at` moves forward to `save.now`. Returns
+    /// the stored events, or `None`, having written nothing, when another save (or a claim) or
+    /// a policy change came first (the caller reloads and tries again). `NotFound("turn")` if
+    /// the turn is gone.
     async fn save_turn(&self, save: &TurnSave<'_>) -> StoreResult<Option<Vec<ChatEvent>>>;
     /// Moves a turn's lease without changing its version, while its driver still holds it;
     /// returns whether it did (false when the version moved on).

@@ -3,10 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_domain::{
-    AuditAction, AuthMethod, ClientSource, ConnectorId, ConnectorName, ConnectorStatus,
-    ConnectorUrl, CredentialKind, CredentialScope, Description, Email, Function,
-    FunctionDefinition, GrantId, GrantStatus, MemberPreference, OAuthClientId, OrgId, OrgSettings,
-    OrgSlug, ProviderKind, Timestamp, Transport, TurnId, TurnStatus, UserId,
+    AuditAction, AuthMethod, ClientSource, Connector, ConnectorId, ConnectorName, ConnectorStatus,
+    ConnectorUrl, ConversationId, CredentialKind, CredentialScope, Description, Email, Function,
+    FunctionDefinition, GrantId, GrantStatus, MemberPreference, NewAuditEvent, OAuthClientId,
+    OrgId, OrgSettings, OrgSlug, ProviderKind, Timestamp, Transport, TurnId, TurnStatus, UserId,
 };
 use uuid::Uuid;
 
@@ -350,6 +350,14 @@ impl<T> Page<T> {
             }
         }
     }
+
+    /// The same page with every item converted; the cursor stays.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next: self.next,
+        }
+    }
 }
 
 /// Which audit events to list.
@@ -418,13 +426,37 @@ pub struct NewChatEvent {
     pub data: Value,
 }
 
+/// What a member's chat turn decides with, read at one moment: the organization's settings,
+/// its connectors, and their functions with the member's preferences.
+///
+/// `policy_generation` is the organization's counter of changes to any of that (and to its
+/// conversations' connector lists), advanced by the database itself on every such write. A
+/// save that names it (`TurnSave::policy_generation`) happens only while nothing changed, so a
+/// process may keep a catalog in memory and still never act on a stale one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatCatalog {
+    /// The organization's policy generation when this was read.
+    pub policy_generation: i64,
+    /// The organization's settings.
+    pub settings: OrgSettings,
+    /// Its connectors, by name.
+    pub connectors: Vec<Connector>,
+    /// Their functions, by connector then name, with the member's preferences.
+    pub functions: Vec<FunctionView>,
+}
+
 /// A turn's next state, saved only if nobody saved since `version` was read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnSave<'a> {
     /// The turn.
     pub id: TurnId,
+    /// Its conversation.
+    pub conversation: ConversationId,
     /// The version the caller read.
     pub version: i64,
+    /// The organization's policy generation the caller decided under (`ChatCatalog`); the
+    /// save is refused if it moved since.
+    pub policy_generation: i64,
     /// The new status.
     pub status: TurnStatus,
     /// The new state.
@@ -435,6 +467,8 @@ pub struct TurnSave<'a> {
     pub events: &'a [NewChatEvent],
     /// Messages to append to the conversation's history (when the turn ends).
     pub messages: &'a [Value],
+    /// Audit log entries written with the new state.
+    pub audit: &'a [NewAuditEvent],
     /// When it happened.
     pub now: Timestamp,
 }

@@ -44,6 +44,11 @@ pub type TableLayout = Vec<(String, Vec<String>)>;
 /// The migration bookkeeping table sqlx keeps; not part of [`SCHEMA`] and never exported.
 pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 
+/// Tables the database keeps for itself, maintained by its triggers: counters that tell a
+/// process its caches went stale (see [`crate::ChatCatalog`]). They hold no data of their own,
+/// so they are not part of [`SCHEMA`] and a copy starts them afresh.
+pub const TRIGGER_TABLES: &[&str] = &["policy_generations"];
+
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Opener = Arc<dyn Fn() -> BoxFuture<Arc<dyn Store>> + Send + Sync>;
 type Case = fn(Cx) -> BoxFuture<()>;
@@ -72,13 +77,17 @@ const CASES: &[(&str, Case)] = cases![
     instance_settings_round_trip,
     first_owner_setup,
     first_owner_setup_only_once,
+    create_owner_is_one_transaction,
     users_create_and_read,
     user_email_is_unique_ignoring_case,
     set_password_ends_sessions,
     sessions_expire_and_end,
+    sign_ins_and_outs_are_audited_with_their_change,
     api_tokens_lifecycle,
+    api_tokens_paginate_newest_first,
     organizations_create_read_update,
     organizations_of_sorts_slugs_by_bytes,
+    organizations_paginate_by_slug,
     members_add_read_and_change,
     add_new_member_is_one_transaction,
     members_paginate_without_gaps,
@@ -101,6 +110,7 @@ const CASES: &[(&str, Case)] = cases![
     approve_function_checks_the_hash,
     floors_and_preferences,
     functions_sort_by_bytes,
+    functions_paginate_by_name,
     audit_is_scoped_to_the_organization,
     audit_filters,
     audit_paginates_both_directions,
@@ -140,6 +150,9 @@ const CASES: &[(&str, Case)] = cases![
     claim_stalled_turns_claims_expired_leases_once,
     concurrent_claims_split_stalled_turns,
     extend_turn_lease_needs_the_current_version,
+    chat_catalog_reads_what_turns_decide_with,
+    policy_generation_moves_with_every_policy_change,
+    saves_under_a_moved_policy_generation_are_refused,
     delete_conversation_cascades,
     deleting_a_connector_removes_it_from_conversations,
     remove_member_drops_their_conversations,
@@ -225,7 +238,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 fn check_layout(layout: TableLayout) -> Result<(), String> {
     let actual: BTreeMap<String, BTreeSet<String>> = layout
         .into_iter()
-        .filter(|(name, _)| name != MIGRATIONS_TABLE)
+        .filter(|(name, _)| name != MIGRATIONS_TABLE && !TRIGGER_TABLES.contains(&name.as_str()))
         .map(|(name, columns)| (name, columns.into_iter().collect()))
         .collect();
     let expected: BTreeMap<String, BTreeSet<String>> = SCHEMA
@@ -531,9 +544,7 @@ fn turn_of(c: &Conversation, ms: i64) -> TurnRecord {
 /// Starts `turn_of(c, ms)` with one event and returns it as stored.
 async fn started(s: &dyn Store, c: &Conversation, ms: i64) -> TurnRecord {
     let t = turn_of(c, ms);
-    s.start_turn(&t, &events_of(&["turn_started"]))
-        .await
-        .unwrap();
+    start(s, &t, &events_of(&["turn_started"])).await.unwrap();
     s.turn(t.id).await.unwrap()
 }
 
@@ -562,14 +573,49 @@ fn kinds(events: &[ChatEvent]) -> Vec<&str> {
 fn save_of<'a>(turn: &TurnRecord, version: i64, state: &'a Value, ms: i64) -> TurnSave<'a> {
     TurnSave {
         id: turn.id,
+        conversation: turn.conversation_id,
         version,
+        policy_generation: 0,
         status: TurnStatus::Running,
         state,
         lease_until: None,
         events: &[],
         messages: &[],
+        audit: &[],
         now: at(ms),
     }
+}
+
+/// The organization's policy generation as `chat_catalog` reports it (0 if it is gone).
+async fn generation_of(s: &dyn Store, org: OrgId) -> i64 {
+    s.chat_catalog(org, UserId::new())
+        .await
+        .map_or(0, |c| c.policy_generation)
+}
+
+/// Starts a turn under the organization's current policy generation.
+async fn start(
+    s: &dyn Store,
+    t: &TurnRecord,
+    events: &[NewChatEvent],
+) -> StoreResult<Vec<ChatEvent>> {
+    let generation = generation_of(s, t.org_id).await;
+    s.start_turn(t, events, generation)
+        .await
+        .map(|stored| stored.expect("no policy changed meanwhile"))
+}
+
+/// Saves under the organization's current policy generation, whatever `save` names.
+async fn save(s: &dyn Store, save: TurnSave<'_>) -> StoreResult<Option<Vec<ChatEvent>>> {
+    let generation = match s.turn(save.id).await {
+        Ok(turn) => generation_of(s, turn.org_id).await,
+        Err(_) => 0,
+    };
+    s.save_turn(&TurnSave {
+        policy_generation: generation,
+        ..save
+    })
+    .await
 }
 
 /// The rows of the chat tables (and the conversations'), for "nothing was written" checks.
@@ -862,6 +908,38 @@ async fn first_owner_setup_only_once(cx: Cx) {
     assert_eq!(audit_count(s).await, before);
 }
 
+async fn create_owner_is_one_transaction(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, _) = world(s).await;
+    let before = audit_count(s).await;
+    let bob = new_user("bob@example.org");
+    let beta = new_org("beta");
+    let events = [
+        ev(AuditAction::UserCreated),
+        ev(AuditAction::OrgCreated).org(beta.id),
+    ];
+    s.create_owner(&bob, &beta, &events).await.unwrap();
+    assert_eq!(s.role_of(beta.id, bob.id).await.unwrap(), Some(Role::Owner));
+    assert_eq!(s.user(bob.id).await.unwrap().email, bob.email);
+    assert_eq!(audit_count(s).await, before + 2);
+
+    // A slug that is taken keeps neither the account nor any event.
+    let carl = new_user("carl@example.org");
+    let mut taken = new_org("x");
+    taken.slug = acme.slug.clone();
+    conflict(s.create_owner(&carl, &taken, &events).await, "slug");
+    assert!(s.user_login(&carl.email).await.unwrap().is_none());
+    // An address that is taken keeps no organization.
+    let gamma = new_org("gamma");
+    conflict(
+        s.create_owner(&new_user("BOB@example.org"), &gamma, &events)
+            .await,
+        "email",
+    );
+    not_found(s.organization(gamma.id).await, "organization");
+    assert_eq!(audit_count(s).await, before + 2);
+}
+
 async fn users_create_and_read(cx: Cx) {
     let s = &*cx.store;
     let new = new_user("  Ada@Example.ORG ");
@@ -924,17 +1002,83 @@ fn session_of(user: UserId, hash: &str, expires: i64) -> Session {
     }
 }
 
+async fn sign_ins_and_outs_are_audited_with_their_change(cx: Cx) {
+    let s = &*cx.store;
+    let ada = user(s, "ada@example.org").await;
+    let login = NewAuditEvent::new(AuditAction::Login, Some(ada.id));
+    let before = audit_count(s).await;
+    s.create_session(&session_of(ada.id, "h1", 1000), &login)
+        .await
+        .unwrap();
+    assert_eq!(audit_count(s).await, before + 1);
+    // A session that cannot be stored leaves no sign-in behind.
+    conflict(
+        s.create_session(&session_of(ada.id, "h1", 1000), &login)
+            .await,
+        "token_hash",
+    );
+    not_found(
+        s.create_session(&session_of(UserId::new(), "h2", 1000), &login)
+            .await,
+        "user",
+    );
+    assert_eq!(audit_count(s).await, before + 1);
+
+    // Signing out is audited only when it ended a session.
+    let logout = NewAuditEvent::new(AuditAction::Logout, Some(ada.id));
+    assert!(s.delete_session("h1", &logout).await.unwrap());
+    assert_eq!(audit_count(s).await, before + 2);
+    assert!(!s.delete_session("h1", &logout).await.unwrap());
+    assert_eq!(audit_count(s).await, before + 2);
+
+    // A token issued by a password sign-in: both events, in order, with the token.
+    let events = [
+        NewAuditEvent::new(AuditAction::Login, Some(ada.id)),
+        NewAuditEvent::new(AuditAction::TokenIssued, Some(ada.id)),
+    ];
+    let t = token_of(ada.id, "cli", 0);
+    s.create_api_token(&t, "tok", &events).await.unwrap();
+    let snapshot = s.export().await.unwrap();
+    let table = SCHEMA.iter().find(|t| t.name == "audit_events").unwrap();
+    let column = |name: &str| table.columns.iter().position(|(c, _)| *c == name).unwrap();
+    let (id, action) = (column("id"), column("action"));
+    let mut rows: Vec<(Cell, Cell)> = rows_of(&snapshot, "audit_events")
+        .iter()
+        .map(|r| (r[id].clone(), r[action].clone()))
+        .collect();
+    rows.sort_by_key(|(id, _)| match id {
+        Cell::Uuid(u) => *u,
+        other => panic!("audit id is {other:?}"),
+    });
+    let actions: Vec<Cell> = rows.into_iter().map(|(_, a)| a).rev().take(2).collect();
+    assert_eq!(
+        actions,
+        vec![
+            Cell::Text("token_issued".into()),
+            Cell::Text("login".into())
+        ]
+    );
+    // A token that cannot be stored leaves neither event behind.
+    let count = audit_count(s).await;
+    conflict(
+        s.create_api_token(&token_of(ada.id, "dup", 0), "tok", &events)
+            .await,
+        "token_hash",
+    );
+    assert_eq!(audit_count(s).await, count);
+}
+
 async fn set_password_ends_sessions(cx: Cx) {
     let s = &*cx.store;
     let ada = user(s, "ada@example.org").await;
     let bob = user(s, "bob@example.org").await;
-    s.create_session(&session_of(ada.id, "s1", 1000))
+    s.create_session(&session_of(ada.id, "s1", 1000), &ev(AuditAction::Login))
         .await
         .unwrap();
-    s.create_session(&session_of(ada.id, "s2", 1000))
+    s.create_session(&session_of(ada.id, "s2", 1000), &ev(AuditAction::Login))
         .await
         .unwrap();
-    s.create_session(&session_of(bob.id, "s3", 1000))
+    s.create_session(&session_of(bob.id, "s3", 1000), &ev(AuditAction::Login))
         .await
         .unwrap();
     let before = audit_count(s).await;
@@ -957,7 +1101,9 @@ async fn sessions_expire_and_end(cx: Cx) {
     let s = &*cx.store;
     let ada = user(s, "ada@example.org").await;
     let s1 = session_of(ada.id, "h1", 1000);
-    s.create_session(&s1).await.unwrap();
+    s.create_session(&s1, &ev(AuditAction::Login))
+        .await
+        .unwrap();
     assert_eq!(
         s.session("h1", at(999)).await.unwrap(),
         Some((s1.clone(), ada.clone()))
@@ -966,22 +1112,27 @@ async fn sessions_expire_and_end(cx: Cx) {
     assert_eq!(s.session("h1", at(1000)).await.unwrap(), None);
     assert_eq!(s.session("unknown", at(0)).await.unwrap(), None);
 
-    s.create_session(&session_of(ada.id, "h2", 500))
+    s.create_session(&session_of(ada.id, "h2", 500), &ev(AuditAction::Login))
         .await
         .unwrap();
-    s.create_session(&session_of(ada.id, "h3", 2000))
+    s.create_session(&session_of(ada.id, "h3", 2000), &ev(AuditAction::Login))
         .await
         .unwrap();
     // Expired at `now` means expires_at <= now: h1 (at 1000) and h2 go, h3 stays.
     assert_eq!(s.delete_expired_sessions(at(1000)).await.unwrap(), 2);
     assert_eq!(s.delete_expired_sessions(at(1000)).await.unwrap(), 0);
     assert!(s.session("h3", at(1500)).await.unwrap().is_some());
-    s.delete_session("h3").await.unwrap();
+    let logout = ev(AuditAction::Logout);
+    assert!(s.delete_session("h3", &logout).await.unwrap());
     assert_eq!(s.session("h3", at(1500)).await.unwrap(), None);
-    s.delete_session("h3").await.unwrap();
+    assert!(!s.delete_session("h3", &logout).await.unwrap());
 
     not_found(
-        s.create_session(&session_of(UserId::new(), "h4", 10)).await,
+        s.create_session(
+            &session_of(UserId::new(), "h4", 10),
+            &ev(AuditAction::Login),
+        )
+        .await,
         "user",
     );
 }
@@ -1006,8 +1157,12 @@ async fn api_tokens_lifecycle(cx: Cx) {
     let issued = ev(AuditAction::TokenIssued);
     let t1 = token_of(ada.id, "laptop", 0);
     let t2 = token_of(ada.id, "ci", 100);
-    s.create_api_token(&t1, "hash1", &issued).await.unwrap();
-    s.create_api_token(&t2, "hash2", &issued).await.unwrap();
+    s.create_api_token(&t1, "hash1", std::slice::from_ref(&issued))
+        .await
+        .unwrap();
+    s.create_api_token(&t2, "hash2", std::slice::from_ref(&issued))
+        .await
+        .unwrap();
 
     assert_eq!(
         s.api_token("hash1", at(5)).await.unwrap(),
@@ -1029,15 +1184,9 @@ async fn api_tokens_lifecycle(cx: Cx) {
     );
 
     // Newest first.
-    let ids: Vec<_> = s
-        .list_api_tokens(ada.id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let ids: Vec<_> = tokens_of(s, ada.id).await.iter().map(|t| t.id).collect();
     assert_eq!(ids, vec![t2.id, t1.id]);
-    assert!(s.list_api_tokens(bob.id).await.unwrap().is_empty());
+    assert!(tokens_of(s, bob.id).await.is_empty());
 
     let revoked = ev(AuditAction::TokenRevoked);
     not_found(
@@ -1057,7 +1206,7 @@ async fn api_tokens_lifecycle(cx: Cx) {
         .await
         .unwrap();
     assert_eq!(again.revoked_at, Some(at(60)));
-    let listed = s.list_api_tokens(ada.id).await.unwrap();
+    let listed = tokens_of(s, ada.id).await;
     assert_eq!(listed.len(), 2, "revoked tokens stay listed");
     assert_eq!(listed[1].revoked_at, Some(at(60)));
     assert!(s.api_token("hash2", at(61)).await.unwrap().is_some());
@@ -1065,16 +1214,62 @@ async fn api_tokens_lifecycle(cx: Cx) {
     let before = audit_count(s).await;
     let t3 = token_of(bob.id, "dup", 200);
     conflict(
-        s.create_api_token(&t3, "hash2", &issued).await,
+        s.create_api_token(&t3, "hash2", std::slice::from_ref(&issued))
+            .await,
         "token_hash",
     );
     not_found(
-        s.create_api_token(&token_of(UserId::new(), "ghost", 0), "hash9", &issued)
-            .await,
+        s.create_api_token(
+            &token_of(UserId::new(), "ghost", 0),
+            "hash9",
+            std::slice::from_ref(&issued),
+        )
+        .await,
         "user",
     );
     assert_eq!(audit_count(s).await, before);
-    assert!(s.list_api_tokens(bob.id).await.unwrap().is_empty());
+    assert!(tokens_of(s, bob.id).await.is_empty());
+}
+
+/// Every token of `user`, in one page.
+async fn tokens_of(s: &dyn Store, user: UserId) -> Vec<ApiToken> {
+    let page = s.list_api_tokens(user, first(1000)).await.unwrap();
+    assert_eq!(page.next, None);
+    page.items
+}
+
+async fn api_tokens_paginate_newest_first(cx: Cx) {
+    let s = &*cx.store;
+    let ada = user(s, "ada@example.org").await;
+    let bob = user(s, "bob@example.org").await;
+    let issued = [ev(AuditAction::TokenIssued)];
+    let mut mine = Vec::new();
+    // Two tokens share each creation time, so ties are broken by id.
+    for i in 0..7 {
+        let t = token_of(ada.id, &format!("t{i}"), i64::from(i / 2) * 10);
+        s.create_api_token(&t, &format!("ada{i}"), &issued)
+            .await
+            .unwrap();
+        mine.push(t);
+    }
+    let theirs = token_of(bob.id, "bob", 5);
+    s.create_api_token(&theirs, "bob", &issued).await.unwrap();
+    mine.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id.0)));
+    let expected: Vec<Uuid> = mine.iter().map(|t| t.id.0).collect();
+
+    for limit in [1, 2, 3, 7, 50] {
+        let listed = all_pages(limit, |p| s.list_api_tokens(ada.id, p), |t| t.id.0).await;
+        let got: Vec<Uuid> = listed.iter().map(|t| t.id.0).collect();
+        assert_eq!(got, expected, "limit {limit}");
+    }
+    // A cursor that is someone else's token finds nothing.
+    let foreign = PageRequest {
+        after: Some(theirs.id.0),
+        limit: 3,
+    };
+    let empty = s.list_api_tokens(ada.id, foreign).await.unwrap();
+    assert!(empty.items.is_empty());
+    assert_eq!(empty.next, None);
 }
 
 // ---- organizations and members ------------------------------------------------------------
@@ -1184,6 +1379,43 @@ async fn organizations_of_sorts_slugs_by_bytes(cx: Cx) {
         .collect();
     assert_eq!(listed, expected);
     assert!(s.organizations_of(UserId::new()).await.unwrap().is_empty());
+}
+
+async fn organizations_paginate_by_slug(cx: Cx) {
+    let s = &*cx.store;
+    let ada = user(s, "ada@example.org").await;
+    let bob = user(s, "bob@example.org").await;
+    for slug in ["acme", "ab", "a-c", "b", "zz", "m-1"] {
+        org(s, slug, ada.id).await;
+    }
+    let zeta = org(s, "zeta", bob.id).await;
+    s.add_member(
+        zeta.id,
+        ada.id,
+        Role::Member,
+        at(3),
+        &ev(AuditAction::MemberAdded),
+    )
+    .await
+    .unwrap();
+    let other = org(s, "other", bob.id).await;
+    let everything = s.organizations_of(ada.id).await.unwrap();
+    assert_eq!(everything.len(), 7);
+
+    for limit in [1, 2, 3, 7, 50] {
+        let listed = all_pages(limit, |p| s.list_organizations(ada.id, p), |(o, _)| o.id.0).await;
+        assert_eq!(listed, everything, "limit {limit}");
+    }
+    // A cursor naming an organization the user is not in finds nothing.
+    let foreign = PageRequest {
+        after: Some(other.id.0),
+        limit: 3,
+    };
+    let empty = s.list_organizations(ada.id, foreign).await.unwrap();
+    assert!(empty.items.is_empty());
+    assert_eq!(empty.next, None);
+    let nobody = s.list_organizations(UserId::new(), first(3)).await.unwrap();
+    assert!(nobody.items.is_empty());
 }
 
 async fn members_add_read_and_change(cx: Cx) {
@@ -2530,6 +2762,73 @@ async fn functions_sort_by_bytes(cx: Cx) {
     );
 }
 
+async fn functions_paginate_by_name(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    let mail = connector(s, acme.id, "Mail").await;
+    let found: Vec<_> = [
+        "alpha", "B_tool", "a_tool", "Zeta", "a-b", "ab", "x1", "x10", "x2",
+    ]
+    .iter()
+    .map(|n| tool(n, "x"))
+    .collect();
+    sync(s, acme.id, docs.id, &found, NewFunctionState::Allowed, 10).await;
+    sync(
+        s,
+        acme.id,
+        mail.id,
+        &[tool("send", "x")],
+        NewFunctionState::Allowed,
+        10,
+    )
+    .await;
+    let pref = ev(AuditAction::PreferenceChanged).org(acme.id);
+    s.set_preference(
+        acme.id,
+        docs.id,
+        "x10",
+        ada.id,
+        Some(MemberPreference::Always),
+        at(11),
+        &pref,
+    )
+    .await
+    .unwrap();
+    let everything = s.list_functions(acme.id, docs.id, ada.id).await.unwrap();
+    assert_eq!(everything.len(), found.len());
+
+    for limit in [1, 2, 4, 9, 50] {
+        let listed = all_pages(
+            limit,
+            |p| s.list_functions_page(acme.id, docs.id, ada.id, p),
+            |v| v.function.id.0,
+        )
+        .await;
+        assert_eq!(listed, everything, "limit {limit}");
+    }
+    // A cursor naming another connector's function finds nothing.
+    let send = func(s, acme.id, mail.id, "send").await;
+    let foreign = PageRequest {
+        after: Some(send.id.0),
+        limit: 3,
+    };
+    let empty = s
+        .list_functions_page(acme.id, docs.id, ada.id, foreign)
+        .await
+        .unwrap();
+    assert!(empty.items.is_empty());
+    assert_eq!(empty.next, None);
+    // Scoped like every organization's list.
+    let bob = user(s, "bob@example.org").await;
+    let beta = org(s, "beta", bob.id).await;
+    not_found(
+        s.list_functions_page(beta.id, docs.id, bob.id, first(3))
+            .await,
+        "connector",
+    );
+}
+
 // ---- audit log ----------------------------------------------------------------------------
 
 async fn audit_is_scoped_to_the_organization(cx: Cx) {
@@ -2736,7 +3035,7 @@ async fn failed_writes_leave_no_trace(cx: Cx) {
     s.create_api_token(
         &token_of(ada.id, "t", 0),
         "taken",
-        &ev(AuditAction::TokenIssued),
+        &[ev(AuditAction::TokenIssued)],
     )
     .await
     .unwrap();
@@ -2803,7 +3102,7 @@ async fn failed_writes_leave_no_trace(cx: Cx) {
         s.create_api_token(
             &token_of(bob.id, "t", 0),
             "taken",
-            &e(AuditAction::TokenIssued),
+            &[e(AuditAction::TokenIssued)],
         )
         .await,
         "token_hash",
@@ -2940,18 +3239,18 @@ async fn populate(s: &dyn Store) -> (Organization, User, Connector) {
     s.create_user(&nopw, &ev(AuditAction::UserCreated))
         .await
         .unwrap();
-    s.create_session(&session_of(ada.id, "sess", 5000))
+    s.create_session(&session_of(ada.id, "sess", 5000), &ev(AuditAction::Login))
         .await
         .unwrap();
     let t = token_of(ada.id, "cli", 0);
-    s.create_api_token(&t, "tok", &ev(AuditAction::TokenIssued))
+    s.create_api_token(&t, "tok", &[ev(AuditAction::TokenIssued)])
         .await
         .unwrap();
     s.touch_api_token(t.id, at(7)).await.unwrap();
     s.create_api_token(
         &token_of(bob.id, "old", 1),
         "tok2",
-        &ev(AuditAction::TokenIssued),
+        &[ev(AuditAction::TokenIssued)],
     )
     .await
     .unwrap();
@@ -3071,7 +3370,7 @@ async fn populate(s: &dyn Store) -> (Organization, User, Connector) {
     .unwrap();
     let talk = new_conversation(s, acme.id, ada.id, "Talk", &[docs.id], 70).await;
     let ended = turn_of(&talk, 71);
-    s.start_turn(&ended, &events_of(&["turn_started"]))
+    start(s, &ended, &events_of(&["turn_started"]))
         .await
         .unwrap();
     let state = json!({"done": true, "n": 1.5});
@@ -3080,18 +3379,21 @@ async fn populate(s: &dyn Store) -> (Organization, User, Connector) {
         json!({"role": "assistant", "content": "hello, ünïcode", "tool_calls": []}),
     ];
     let done = events_of(&["done"]);
-    s.save_turn(&TurnSave {
-        status: TurnStatus::Done,
-        events: &done,
-        messages: &messages,
-        ..save_of(&ended, 1, &state, 72)
-    })
+    save(
+        s,
+        TurnSave {
+            status: TurnStatus::Done,
+            events: &done,
+            messages: &messages,
+            ..save_of(&ended, 1, &state, 72)
+        },
+    )
     .await
     .unwrap()
     .unwrap();
     let mut open = turn_of(&talk, 73);
     open.lease_until = Some(at(90_000));
-    s.start_turn(&open, &events_of(&["turn_started", "text_delta"]))
+    start(s, &open, &events_of(&["turn_started", "text_delta"]))
         .await
         .unwrap();
     (acme, ada, docs)
@@ -4608,7 +4910,7 @@ async fn conversations_are_scoped_to_their_member(cx: Cx) {
         let mut t = turn_of(&talk, 20);
         t.org_id = o;
         t.user_id = u;
-        not_found(s.start_turn(&t, &[]).await, "conversation");
+        not_found(start(s, &t, &[]).await, "conversation");
     }
     assert_eq!(
         s.conversation(acme.id, ada.id, talk.id).await.unwrap(),
@@ -4740,7 +5042,7 @@ async fn conversations_list_most_recent_first_and_paginate(cx: Cx) {
     // Starting a turn moves a conversation to the front.
     let oldest = all.iter().find(|c| c.updated_at == at(10)).unwrap().id;
     let t = turn_of(all.iter().find(|c| c.id == oldest).unwrap(), 60);
-    s.start_turn(&t, &[]).await.unwrap();
+    start(s, &t, &[]).await.unwrap();
     let page = s
         .list_conversations(acme.id, ada.id, first(2))
         .await
@@ -4876,8 +5178,7 @@ async fn start_turn_conflicts_while_a_turn_is_open(cx: Cx) {
     let mut first_turn = turn_of(&talk, 20);
     first_turn.version = 7;
     first_turn.lease_until = Some(at(1_000));
-    let stored = s
-        .start_turn(&first_turn, &events_of(&["turn_started"]))
+    let stored = start(s, &first_turn, &events_of(&["turn_started"]))
         .await
         .unwrap();
     assert_eq!(seqs(&stored), [1]);
@@ -4898,16 +5199,19 @@ async fn start_turn_conflicts_while_a_turn_is_open(cx: Cx) {
     // While it runs, and while it waits, no second turn starts; nothing is written.
     let before = chat_rows(s).await;
     let second = turn_of(&talk, 30);
-    conflict(s.start_turn(&second, &events_of(&["x"])).await, "turn");
+    conflict(start(s, &second, &events_of(&["x"])).await, "turn");
     let state = json!({"waiting": "approval"});
-    s.save_turn(&TurnSave {
-        status: TurnStatus::Waiting,
-        ..save_of(&first_turn, 1, &state, 31)
-    })
+    save(
+        s,
+        TurnSave {
+            status: TurnStatus::Waiting,
+            ..save_of(&first_turn, 1, &state, 31)
+        },
+    )
     .await
     .unwrap()
     .unwrap();
-    conflict(s.start_turn(&second, &[]).await, "turn");
+    conflict(start(s, &second, &[]).await, "turn");
     assert_eq!(
         s.open_turn(talk.id).await.unwrap().map(|t| t.status),
         Some(TurnStatus::Waiting)
@@ -4919,21 +5223,24 @@ async fn start_turn_conflicts_while_a_turn_is_open(cx: Cx) {
     // Another conversation is not held up, and a taken id is a conflict too.
     let mut elsewhere = turn_of(&other, 32);
     elsewhere.id = first_turn.id;
-    conflict(s.start_turn(&elsewhere, &[]).await, "turn");
+    conflict(start(s, &elsewhere, &[]).await, "turn");
     elsewhere.id = TurnId::new();
-    s.start_turn(&elsewhere, &[]).await.unwrap();
+    start(s, &elsewhere, &[]).await.unwrap();
 
     // Once the turn ends, the next one may start.
     let state = json!({"done": true});
-    s.save_turn(&TurnSave {
-        status: TurnStatus::Cancelled,
-        ..save_of(&first_turn, 2, &state, 33)
-    })
+    save(
+        s,
+        TurnSave {
+            status: TurnStatus::Cancelled,
+            ..save_of(&first_turn, 2, &state, 33)
+        },
+    )
     .await
     .unwrap()
     .unwrap();
     assert_eq!(s.open_turn(talk.id).await.unwrap(), None);
-    s.start_turn(&second, &[]).await.unwrap();
+    start(s, &second, &[]).await.unwrap();
     assert_eq!(s.open_turn(talk.id).await.unwrap().unwrap().id, second.id);
     assert_eq!(
         s.turn(first_turn.id).await.unwrap().status,
@@ -4950,15 +5257,17 @@ async fn save_turn_is_compare_and_swap(cx: Cx) {
 
     let state = json!({"step": 1, "pending": ["call-1"]});
     let progress = events_of(&["tool_call"]);
-    let saved = s
-        .save_turn(&TurnSave {
+    let saved = save(
+        s,
+        TurnSave {
             lease_until: Some(at(5_000)),
             events: &progress,
             ..save_of(&t, 1, &state, 30)
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(seqs(&saved), [2]);
     assert_eq!(saved[0].turn_id, t.id);
     assert_eq!(saved[0].data, progress[0].data);
@@ -4986,15 +5295,17 @@ async fn save_turn_is_compare_and_swap(cx: Cx) {
     let stale_state = json!({"stale": true});
     let stale_events = events_of(&["stale"]);
     let stale_messages = [json!({"role": "assistant", "content": "stale"})];
-    let lost = s
-        .save_turn(&TurnSave {
+    let lost = save(
+        s,
+        TurnSave {
             status: TurnStatus::Done,
             events: &stale_events,
             messages: &stale_messages,
             ..save_of(&t, 1, &stale_state, 40)
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(lost, None);
     assert_eq!(s.export().await.unwrap(), before);
     assert_eq!(s.turn(t.id).await.unwrap(), now);
@@ -5002,15 +5313,17 @@ async fn save_turn_is_compare_and_swap(cx: Cx) {
     // The current version wins, and the numbering goes on without a gap.
     let done = json!({"done": true});
     let end = events_of(&["done"]);
-    let saved = s
-        .save_turn(&TurnSave {
+    let saved = save(
+        s,
+        TurnSave {
             status: TurnStatus::Done,
             events: &end,
             ..save_of(&t, 2, &done, 50)
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(seqs(&saved), [3]);
     let ended = s.turn(t.id).await.unwrap();
     assert_eq!(
@@ -5022,7 +5335,7 @@ async fn save_turn_is_compare_and_swap(cx: Cx) {
         id: TurnId::new(),
         ..t.clone()
     };
-    not_found(s.save_turn(&save_of(&ghost, 1, &done, 60)).await, "turn");
+    not_found(save(s, save_of(&ghost, 1, &done, 60)).await, "turn");
 }
 
 async fn concurrent_saves_of_one_turn_have_one_winner(cx: Cx) {
@@ -5039,11 +5352,14 @@ async fn concurrent_saves_of_one_turn_have_one_winner(cx: Cx) {
                     let state = json!({"round": round, "writer": i});
                     let events = events_of(&["step", "step"]);
                     let messages = [json!({"writer": i})];
-                    s.save_turn(&TurnSave {
-                        events: &events,
-                        messages: &messages,
-                        ..save_of(&t, round + 1, &state, 30 + round)
-                    })
+                    save(
+                        &*s,
+                        TurnSave {
+                            events: &events,
+                            messages: &messages,
+                            ..save_of(&t, round + 1, &state, 30 + round)
+                        },
+                    )
                     .await
                     .map(|saved| saved.map(|events| (i, events)))
                 })
@@ -5080,7 +5396,7 @@ async fn chat_events_are_numbered_contiguously(cx: Cx) {
 
     let t = turn_of(&talk, 20);
     let opening = events_of(&["turn_started", "text_delta"]);
-    let stored = s.start_turn(&t, &opening).await.unwrap();
+    let stored = start(s, &t, &opening).await.unwrap();
     assert_eq!(seqs(&stored), [1, 2]);
     assert_eq!(kinds(&stored), ["turn_started", "text_delta"]);
     assert!(
@@ -5103,21 +5419,19 @@ async fn chat_events_are_numbered_contiguously(cx: Cx) {
         vec![]
     );
     let state = json!({"step": 1});
-    let saved = s
-        .save_turn(&TurnSave {
+    let saved = save(
+        s,
+        TurnSave {
             events: &events_of(&["tool_call", "approval_needed"]),
             ..save_of(&t, 1, &state, 30)
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(seqs(&saved), [6, 7]);
     // A save without events takes no number.
-    let saved = s
-        .save_turn(&save_of(&t, 2, &state, 31))
-        .await
-        .unwrap()
-        .unwrap();
+    let saved = save(s, save_of(&t, 2, &state, 31)).await.unwrap().unwrap();
     assert!(saved.is_empty());
     let more = s
         .append_chat_events(talk.id, t.id, &events_of(&["text_delta"]))
@@ -5151,10 +5465,7 @@ async fn chat_events_are_numbered_contiguously(cx: Cx) {
 
     // Each conversation counts on its own.
     let u = turn_of(&other, 40);
-    let first_other = s
-        .start_turn(&u, &events_of(&["turn_started"]))
-        .await
-        .unwrap();
+    let first_other = start(s, &u, &events_of(&["turn_started"])).await.unwrap();
     assert_eq!(seqs(&first_other), [1]);
     assert!(s.chat_events(other.id, 1, 10).await.unwrap().is_empty());
 
@@ -5212,10 +5523,13 @@ async fn messages_are_appended_only_by_save_turn(cx: Cx) {
         .await
         .unwrap();
     let state = json!({"step": 1});
-    s.save_turn(&TurnSave {
-        events: &events_of(&["tool_call"]),
-        ..save_of(&t, 1, &state, 30)
-    })
+    save(
+        s,
+        TurnSave {
+            events: &events_of(&["tool_call"]),
+            ..save_of(&t, 1, &state, 30)
+        },
+    )
     .await
     .unwrap()
     .unwrap();
@@ -5228,11 +5542,14 @@ async fn messages_are_appended_only_by_save_turn(cx: Cx) {
         json!({"role": "assistant", "content": "Here is what I found."}),
     ];
     let done = json!({"done": true});
-    s.save_turn(&TurnSave {
-        status: TurnStatus::Done,
-        messages: &history,
-        ..save_of(&t, 2, &done, 40)
-    })
+    save(
+        s,
+        TurnSave {
+            status: TurnStatus::Done,
+            messages: &history,
+            ..save_of(&t, 2, &done, 40)
+        },
+    )
     .await
     .unwrap()
     .unwrap();
@@ -5255,11 +5572,14 @@ async fn messages_are_appended_only_by_save_turn(cx: Cx) {
     let next = started(s, &talk, 50).await;
     let stale = [json!({"stale": true})];
     assert_eq!(
-        s.save_turn(&TurnSave {
-            status: TurnStatus::Done,
-            messages: &stale,
-            ..save_of(&next, 2, &done, 60)
-        })
+        save(
+            s,
+            TurnSave {
+                status: TurnStatus::Done,
+                messages: &stale,
+                ..save_of(&next, 2, &done, 60)
+            }
+        )
         .await
         .unwrap(),
         None
@@ -5268,11 +5588,14 @@ async fn messages_are_appended_only_by_save_turn(cx: Cx) {
         json!({"role": "user", "content": "Thanks"}),
         json!({"role": "assistant", "content": "You're welcome"}),
     ];
-    s.save_turn(&TurnSave {
-        status: TurnStatus::Failed,
-        messages: &reply,
-        ..save_of(&next, 1, &done, 60)
-    })
+    save(
+        s,
+        TurnSave {
+            status: TurnStatus::Failed,
+            messages: &reply,
+            ..save_of(&next, 1, &done, 60)
+        },
+    )
     .await
     .unwrap()
     .unwrap();
@@ -5295,14 +5618,17 @@ async fn claim_stalled_turns_claims_expired_leases_once(cx: Cx) {
         let c = new_conversation(s, acme.id, ada.id, "t", &[], 1).await;
         let mut t = turn_of(&c, 2);
         t.lease_until = lease.map(at);
-        s.start_turn(&t, &[]).await.unwrap();
+        start(s, &t, &[]).await.unwrap();
         if status != TurnStatus::Running {
             let state = json!({"status": status.as_str()});
-            s.save_turn(&TurnSave {
-                status,
-                lease_until: t.lease_until,
-                ..save_of(&t, 1, &state, 3)
-            })
+            save(
+                s,
+                TurnSave {
+                    status,
+                    lease_until: t.lease_until,
+                    ..save_of(&t, 1, &state, 3)
+                },
+            )
             .await
             .unwrap()
             .unwrap();
@@ -5343,7 +5669,7 @@ async fn claim_stalled_turns_claims_expired_leases_once(cx: Cx) {
     // The process that drove them before lost them: its saves no longer match.
     let state = json!({});
     assert_eq!(
-        s.save_turn(&save_of(&never, 1, &state, 202)).await.unwrap(),
+        save(s, save_of(&never, 1, &state, 202)).await.unwrap(),
         None
     );
     for t in [&just_now, &held, &waiting, &waiting_expired, &ended] {
@@ -5385,7 +5711,7 @@ async fn concurrent_claims_split_stalled_turns(cx: Cx) {
         let c = new_conversation(&*s, acme.id, ada.id, "t", &[], i).await;
         let mut t = turn_of(&c, i);
         t.lease_until = (i % 2 == 0).then(|| at(i));
-        s.start_turn(&t, &[]).await.unwrap();
+        start(&*s, &t, &[]).await.unwrap();
         stalled.push(t.id);
     }
     let tasks: Vec<_> = (0..6)
@@ -5446,10 +5772,13 @@ async fn extend_turn_lease_needs_the_current_version(cx: Cx) {
 
     // After a save (or a claim) the old version no longer holds it.
     let state = json!({"step": 1});
-    s.save_turn(&TurnSave {
-        lease_until: Some(at(700)),
-        ..save_of(&t, 1, &state, 30)
-    })
+    save(
+        s,
+        TurnSave {
+            lease_until: Some(at(700)),
+            ..save_of(&t, 1, &state, 30)
+        },
+    )
     .await
     .unwrap()
     .unwrap();
@@ -5472,12 +5801,15 @@ async fn delete_conversation_cascades(cx: Cx) {
         let c = new_conversation(s, acme.id, ada.id, title, &[docs.id], 10).await;
         let ended = started(s, &c, 20).await;
         let done = json!({"done": true});
-        s.save_turn(&TurnSave {
-            status: TurnStatus::Done,
-            events: &events_of(&["done"]),
-            messages: &[json!({"role": "user", "content": title})],
-            ..save_of(&ended, 1, &done, 30)
-        })
+        save(
+            s,
+            TurnSave {
+                status: TurnStatus::Done,
+                events: &events_of(&["done"]),
+                messages: &[json!({"role": "user", "content": title})],
+                ..save_of(&ended, 1, &done, 30)
+            },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -5502,7 +5834,7 @@ async fn delete_conversation_cascades(cx: Cx) {
     assert!(s.chat_messages(talk.id).await.unwrap().is_empty());
     // The driver of the open turn finds it gone.
     let state = json!({});
-    not_found(s.save_turn(&save_of(&open, 1, &state, 50)).await, "turn");
+    not_found(save(s, save_of(&open, 1, &state, 50)).await, "turn");
     not_found(
         s.append_chat_events(talk.id, open.id, &events_of(&["x"]))
             .await,
@@ -5667,4 +5999,295 @@ async fn reseal_all_covers_the_chat_model_key(cx: Cx) {
         s.chat_model(globex.id).await.unwrap(),
         Some(chat_model_of(None, 10))
     );
+}
+
+async fn chat_catalog_reads_what_turns_decide_with(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let (other, _) = (org(s, "other", ada.id).await, ());
+    let docs = connector(s, acme.id, "Docs").await;
+    let alpha = connector(s, acme.id, "alpha").await;
+    connector(s, other.id, "Elsewhere").await;
+    sync(
+        s,
+        acme.id,
+        docs.id,
+        &[tool("search", "Find"), tool("read", "Read")],
+        NewFunctionState::Allowed,
+        5,
+    )
+    .await;
+    sync(
+        s,
+        acme.id,
+        alpha.id,
+        &[tool("ping", "Ping")],
+        NewFunctionState::Allowed,
+        5,
+    )
+    .await;
+    s.set_preference(
+        acme.id,
+        docs.id,
+        "search",
+        ada.id,
+        Some(MemberPreference::Always),
+        at(6),
+        &ev(AuditAction::PreferenceChanged).org(acme.id),
+    )
+    .await
+    .unwrap();
+
+    let catalog = s.chat_catalog(acme.id, ada.id).await.unwrap();
+    assert_eq!(
+        catalog.settings,
+        s.organization(acme.id).await.unwrap().settings
+    );
+    let names: Vec<&str> = catalog.connectors.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["alpha", "Docs"],
+        "the organization's connectors, by name ignoring case"
+    );
+    let functions: Vec<(ConnectorId, &str, Option<MemberPreference>)> = catalog
+        .functions
+        .iter()
+        .map(|v| {
+            (
+                v.function.connector_id,
+                v.function.definition.name.as_str(),
+                v.preference,
+            )
+        })
+        .collect();
+    assert_eq!(
+        functions,
+        [
+            (alpha.id, "ping", None),
+            (docs.id, "read", None),
+            (docs.id, "search", Some(MemberPreference::Always)),
+        ]
+    );
+    // Another member sees the same functions without Ada's preference.
+    let bob = join(s, acme.id, "bob@example.org", Role::Member).await;
+    let theirs = s.chat_catalog(acme.id, bob.id).await.unwrap();
+    assert!(theirs.functions.iter().all(|v| v.preference.is_none()));
+    assert_eq!(theirs.policy_generation, catalog.policy_generation);
+    not_found(s.chat_catalog(OrgId::new(), ada.id).await, "organization");
+}
+
+async fn policy_generation_moves_with_every_policy_change(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let (other, _) = (org(s, "other", ada.id).await, ());
+    let generation = async || {
+        s.chat_catalog(acme.id, ada.id)
+            .await
+            .unwrap()
+            .policy_generation
+    };
+    let mut last = generation().await;
+    let mut moved = async |what: &str| {
+        let now = generation().await;
+        assert!(
+            now > last,
+            "{what} must move the policy generation ({last} -> {now})"
+        );
+        last = now;
+    };
+    let e = ev(AuditAction::FloorChanged).org(acme.id);
+
+    let docs = connector(s, acme.id, "Docs").await;
+    moved("creating a connector").await;
+    sync(
+        s,
+        acme.id,
+        docs.id,
+        &[tool("search", "Find")],
+        NewFunctionState::Allowed,
+        5,
+    )
+    .await;
+    moved("discovering a function").await;
+    s.set_floor(acme.id, docs.id, "search", FloorPolicy::Ask, at(6), &e)
+        .await
+        .unwrap();
+    moved("setting a floor").await;
+    s.set_preference(
+        acme.id,
+        docs.id,
+        "search",
+        ada.id,
+        Some(MemberPreference::Always),
+        at(7),
+        &e,
+    )
+    .await
+    .unwrap();
+    moved("choosing a preference").await;
+    s.set_preference(
+        acme.id,
+        docs.id,
+        "search",
+        ada.id,
+        Some(MemberPreference::Ask),
+        at(8),
+        &e,
+    )
+    .await
+    .unwrap();
+    moved("changing a preference").await;
+    s.set_preference(acme.id, docs.id, "search", ada.id, None, at(9), &e)
+        .await
+        .unwrap();
+    moved("dropping a preference").await;
+    let patch = ConnectorPatch {
+        status: Some((ConnectorStatus::Disabled, None)),
+        ..ConnectorPatch::at(at(9))
+    };
+    s.update_connector(acme.id, docs.id, &patch, &e)
+        .await
+        .unwrap();
+    moved("disabling a connector").await;
+    let settings = OrgSettings {
+        untrusted_content: UntrustedContent::Standard,
+        ..OrgSettings::default()
+    };
+    s.update_organization(acme.id, None, Some(&settings), &e)
+        .await
+        .unwrap();
+    moved("changing the organization's settings").await;
+    let talk = new_conversation(s, acme.id, ada.id, "Talk", &[docs.id], 10).await;
+    moved("a conversation's connectors").await;
+    let patch = ConversationPatch {
+        connectors: Some(vec![]),
+        ..ConversationPatch::default()
+    };
+    s.update_conversation(acme.id, ada.id, talk.id, &patch)
+        .await
+        .unwrap();
+    moved("changing a conversation's connectors").await;
+    sync(s, acme.id, docs.id, &[], NewFunctionState::Allowed, 11).await;
+    moved("a function disappearing").await;
+    s.delete_connector(acme.id, docs.id, &e).await.unwrap();
+    moved("deleting a connector").await;
+
+    // What does not change a turn's decisions leaves it alone, and so do other organizations.
+    let before = generation().await;
+    let turn = started(s, &talk, 20).await;
+    let state = json!({"step": 1});
+    save(
+        s,
+        TurnSave {
+            events: &events_of(&["text_delta"]),
+            ..save_of(&turn, 1, &state, 21)
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    s.append_chat_events(talk.id, turn.id, &events_of(&["tool_progress"]))
+        .await
+        .unwrap();
+    s.update_conversation(
+        acme.id,
+        ada.id,
+        talk.id,
+        &ConversationPatch {
+            title: Some("Renamed".into()),
+            ..ConversationPatch::default()
+        },
+    )
+    .await
+    .unwrap();
+    connector(s, other.id, "Elsewhere").await;
+    assert_eq!(generation().await, before);
+}
+
+async fn saves_under_a_moved_policy_generation_are_refused(cx: Cx) {
+    let s = &*cx.store;
+    let (acme, ada) = world(s).await;
+    let docs = connector(s, acme.id, "Docs").await;
+    sync(
+        s,
+        acme.id,
+        docs.id,
+        &[tool("search", "Find")],
+        NewFunctionState::Allowed,
+        5,
+    )
+    .await;
+    let talk = new_conversation(s, acme.id, ada.id, "Talk", &[docs.id], 10).await;
+    let read = s
+        .chat_catalog(acme.id, ada.id)
+        .await
+        .unwrap()
+        .policy_generation;
+    let e = ev(AuditAction::FloorChanged).org(acme.id);
+
+    // A turn decided under an older generation does not start, and nothing is written.
+    s.set_floor(acme.id, docs.id, "search", FloorPolicy::Blocked, at(11), &e)
+        .await
+        .unwrap();
+    let before = chat_rows(s).await;
+    let t = turn_of(&talk, 20);
+    assert_eq!(
+        s.start_turn(&t, &events_of(&["turn_started"]), read)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(chat_rows(s).await, before);
+    let read = s
+        .chat_catalog(acme.id, ada.id)
+        .await
+        .unwrap()
+        .policy_generation;
+    s.start_turn(&t, &events_of(&["turn_started"]), read)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Nor is a save: the version stays, no event, message or audit entry is written.
+    s.set_floor(acme.id, docs.id, "search", FloorPolicy::Allowed, at(21), &e)
+        .await
+        .unwrap();
+    let state = json!({"decided": "under the old floor"});
+    let audit = [ev(AuditAction::FunctionCalled).org(acme.id)];
+    let (before, entries) = (chat_rows(s).await, audit_count(s).await);
+    let stale = TurnSave {
+        policy_generation: read,
+        events: &events_of(&["tool_call_requested"]),
+        messages: &[json!({"role": "user"})],
+        audit: &audit,
+        status: TurnStatus::Done,
+        ..save_of(&t, 1, &state, 22)
+    };
+    assert_eq!(s.save_turn(&stale).await.unwrap(), None);
+    assert_eq!(chat_rows(s).await, before);
+    assert_eq!(audit_count(s).await, entries);
+
+    // Under the current one it is saved, with its audit entries.
+    let read = s
+        .chat_catalog(acme.id, ada.id)
+        .await
+        .unwrap()
+        .policy_generation;
+    let stored = s
+        .save_turn(&TurnSave {
+            policy_generation: read,
+            ..stale
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kinds(&stored), ["tool_call_requested"]);
+    assert_eq!(s.turn(t.id).await.unwrap().version, 2);
+    assert_eq!(audit_count(s).await, entries + 1);
+    // A turn that is gone is not found, whatever the generation.
+    let gone = TurnSave {
+        id: TurnId::new(),
+        ..save_of(&t, 2, &state, 23)
+    };
+    not_found(s.save_turn(&gone).await, "turn");
 }

@@ -16,6 +16,7 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -66,12 +67,13 @@ impl RmcpStats {
 /// A running rmcp server at `http://127.0.0.1:PORT/mcp`; dropping it shuts it down.
 ///
 /// Tools: `echo(text)`, `add(a, b)`, `slow(steps = 5, delay_ms = 100)` (reports progress when
-/// the call carries a progress token, stops when cancelled) and `big(bytes)` (that many bytes of
-/// text).
+/// the call carries a progress token, stops when cancelled, waits while
+/// [held](RmcpServer::hold_slow_calls)) and `big(bytes)` (that many bytes of text).
 #[derive(Debug)]
 pub struct RmcpServer {
     url: String,
     stats: Arc<RmcpStats>,
+    held: watch::Sender<bool>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -90,15 +92,20 @@ impl RmcpServer {
     /// When no loopback port can be bound.
     pub async fn start_with(options: RmcpOptions) -> RmcpServer {
         let stats = Arc::new(RmcpStats::default());
+        let (held, _) = watch::channel(false);
         let shutdown = CancellationToken::new();
         let config = StreamableHttpServerConfig::default()
             .with_cancellation_token(shutdown.child_token())
             .with_legacy_session_mode(options.mode == RmcpMode::Sessions);
         let factory = {
             let stats = stats.clone();
+            let held = held.clone();
             let page_size = options.tools_page_size;
             let catalog = Arc::new(options.catalog);
-            move || Ok(TestTools::new(stats.clone(), page_size).with_catalog(&catalog))
+            move || {
+                Ok(TestTools::new(stats.clone(), held.subscribe(), page_size)
+                    .with_catalog(&catalog))
+            }
         };
         let router = match options.mode {
             RmcpMode::Sessions => axum::Router::new().nest_service(
@@ -133,6 +140,7 @@ impl RmcpServer {
         RmcpServer {
             url: format!("http://{addr}/mcp"),
             stats,
+            held,
             shutdown,
             task: Some(task),
         }
@@ -146,6 +154,19 @@ impl RmcpServer {
     /// What the server observed so far.
     pub fn stats(&self) -> &RmcpStats {
         &self.stats
+    }
+
+    /// Makes `slow` calls wait, before their first step, until
+    /// [`release_slow_calls`](Self::release_slow_calls). A test keeps a call in flight this way
+    /// for exactly as long as it needs, without guessing a duration; [`RmcpStats::tool_calls`]
+    /// counts a held call as soon as it arrives, so the test knows when it is in flight.
+    pub fn hold_slow_calls(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Lets held `slow` calls (and later ones) go on.
+    pub fn release_slow_calls(&self) {
+        self.held.send_replace(false);
     }
 
     /// Stops accepting, ends every session and waits (bounded) for the server to finish.
@@ -220,6 +241,8 @@ struct BigArgs {
 struct TestTools {
     tool_router: ToolRouter<TestTools>,
     stats: Arc<RmcpStats>,
+    /// Whether `slow` calls wait before they start (see [`RmcpServer::hold_slow_calls`]).
+    held: watch::Receiver<bool>,
     page_size: Option<usize>,
 }
 
@@ -250,10 +273,11 @@ impl TestTools {
 
 #[tool_router]
 impl TestTools {
-    fn new(stats: Arc<RmcpStats>, page_size: Option<usize>) -> Self {
+    fn new(stats: Arc<RmcpStats>, held: watch::Receiver<bool>, page_size: Option<usize>) -> Self {
         TestTools {
             tool_router: Self::tool_router(),
             stats,
+            held,
             page_size,
         }
     }
@@ -285,6 +309,15 @@ impl TestTools {
         cancelled: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
         self.stats.tool_calls.fetch_add(1, Ordering::SeqCst);
+        let mut held = self.held.clone();
+        tokio::select! {
+            () = cancelled.cancelled() => {
+                self.stats.cancelled.fetch_add(1, Ordering::SeqCst);
+                return Err(ErrorData::internal_error("cancelled", None));
+            }
+            // An error means the server is being dropped; the call then simply goes on.
+            _ = held.wait_for(|held| !held) => {}
+        }
         let progress_token = meta.get_progress_token();
         for step in 1..=args.steps {
             tokio::select! {

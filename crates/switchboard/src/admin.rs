@@ -34,7 +34,7 @@ pub async fn create_owner(config: &Config, args: CreateOwnerArgs) -> Result<()> 
         .create_owner(input)
         .await
         .map_err(crate::service_error)?;
-    println!(
+    outln!(
         "created {} ({}) as owner of the organization {} ({})",
         user.email.as_str(),
         user.display_name,
@@ -74,7 +74,7 @@ pub async fn rotate_key(config: &Config, args: RotateKeyArgs) -> Result<()> {
             keys::rotate_external(&old, &next, &*store).await?
         }
     };
-    println!(
+    outln!(
         "resealed {} stored secrets from key {} to key {}",
         rotation.resealed,
         rotation.old_ids.join(", "),
@@ -82,9 +82,9 @@ pub async fn rotate_key(config: &Config, args: RotateKeyArgs) -> Result<()> {
     );
     match (&config.master_key, &args.new_key_file) {
         (MasterKeySource::DataDir(path), _) => {
-            println!("{} now holds only the new key; back it up", path.display());
+            outln!("{} now holds only the new key; back it up", path.display());
         }
-        (_, Some(new_file)) => println!(
+        (_, Some(new_file)) => outln!(
             "now switch the configuration to the new key before starting the server: set \
              security.master_key_file (or SWITCHBOARD_MASTER_KEY_FILE) to {}, or put its text in \
              SWITCHBOARD_MASTER_KEY; the old key no longer opens anything",
@@ -103,14 +103,14 @@ pub fn generate_key(output: Option<&std::path::Path>) -> Result<()> {
             if !keys::write_private_new(path, ring.to_text().as_bytes())? {
                 bail!("{} already exists; choose another path", path.display());
             }
-            println!(
+            outln!(
                 "wrote a new master key (id {}) to {} with mode 0600",
                 ring.current_id(),
                 path.display()
             );
         }
         None => {
-            print!("{}", *ring.to_text());
+            out!("{}", *ring.to_text());
             if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 eprintln!(
                     "(this is a secret; prefer --output PATH, which writes a file only you can read)"

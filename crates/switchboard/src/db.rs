@@ -10,7 +10,7 @@ use crate::secret::DatabaseUrl;
 /// `db migrate`.
 pub async fn migrate(url: &DatabaseUrl) -> Result<()> {
     let store = backend::open_migrated(url).await?;
-    println!("the {} database {url} is up to date", store.backend());
+    outln!("the {} database {url} is up to date", store.backend());
     Ok(())
 }
 
@@ -77,7 +77,7 @@ pub async fn copy(from: &DatabaseUrl, to: &DatabaseUrl) -> Result<()> {
             differences.join("; ")
         );
     }
-    println!(
+    outln!(
         "copied {} rows in {} tables from {} ({from}) to {} ({to}); the copy matches the source",
         snapshot.row_count(),
         snapshot.tables.len(),

@@ -6,6 +6,25 @@
 //! handed to the library crates as plain values (`ServiceConfig`, `ServerConfig`, a `KeyRing`,
 //! an `Arc<dyn Store>`).
 
+/// `print!` for a command's results, through [`output::write_stdout`]: a reader that went away
+/// (`| head`) ends the program quietly instead of with `print!`'s panic. Defined before the
+/// modules so that all of them can use it; `clippy.toml` forbids `print!` and `println!` here.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` for a command's results; see [`out!`].
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod admin;
 mod backend;
 mod chat;
@@ -23,6 +42,7 @@ mod serve;
 mod spinner;
 mod sse;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -93,16 +113,16 @@ fn check_config(config: ConfigArgs, server: ServerFlags) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     match &config.file {
-        Some(file) => println!(
+        Some(file) => outln!(
             "# configuration is valid (file {}, then environment and flags)",
             file.display()
         ),
         None => {
-            println!("# configuration is valid (no file; defaults, then environment and flags)")
+            outln!("# configuration is valid (no file; defaults, then environment and flags)")
         }
     }
-    println!("# master key: {key}\n");
-    print!("{}", config.to_toml());
+    outln!("# master key: {key}\n");
+    out!("{}", config.to_toml());
     Ok(())
 }
 
@@ -111,7 +131,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(load_config(&args.config, Some(args.server))?).await,
         Command::Config(ConfigCommand::Check { config, server }) => check_config(config, server),
         Command::Config(ConfigCommand::Default) => {
-            print!("{}", config::DEFAULT_TOML);
+            out!("{}", config::DEFAULT_TOML);
             Ok(())
         }
         Command::Admin(AdminCommand::CreateOwner(args)) => {
@@ -128,12 +148,12 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Db(DbCommand::Copy { from, to }) => db::copy(&from, &to).await,
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "switchboard",
-                &mut std::io::stdout(),
-            );
+            // clap_complete panics when its writer fails, so the script is made in memory and
+            // written here, where a closed pipe is handled.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "switchboard", &mut script);
+            output::Stdout.write_all(&script)?;
+            output::Stdout.flush()?;
             Ok(())
         }
         Command::Login(args) => remote::account::login(args).await,

@@ -1,8 +1,47 @@
 //! Printing for people (tables) and for scripts (JSON), and reading fields out of the API's
 //! JSON answers for the tables.
 
+use std::io::{self, Write};
+
 use comfy_table::{CellAlignment, ContentArrangement, presets};
 use serde_json::Value;
+
+/// Standard output for a command's results. When the reader has gone away (`| head`, a pager
+/// closed early) nobody is left to read anything more, so the program ends at once with
+/// success, as `cat` does when SIGPIPE stops it. Rust ignores SIGPIPE, and `print!` panics on
+/// the write error instead. Other write errors are returned.
+pub struct Stdout;
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        end_if_closed(io::stdout().lock().write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        end_if_closed(io::stdout().lock().flush())
+    }
+}
+
+/// Ends the program with success when `result` says the reader of standard output went away.
+fn end_if_closed<T>(result: io::Result<T>) -> io::Result<T> {
+    if let Err(e) = &result
+        && e.kind() == io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+    result
+}
+
+/// Writes to [`Stdout`] (what `out!` and `outln!` expand to). Any failure other than a closed
+/// pipe (a full disk, say) ends the program with an error, since the results are lost.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    // One lock for the whole text, so a line is never split by another thread's output.
+    let written = end_if_closed(io::stdout().lock().write_fmt(args));
+    if let Err(e) = written {
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// A table for the terminal.
 pub struct Table(comfy_table::Table);
@@ -47,13 +86,13 @@ impl Table {
 
     /// Prints it.
     pub fn print(&self) {
-        println!("{}", self.0);
+        outln!("{}", self.0);
     }
 
     /// Prints it, or `empty` when it has no rows.
     pub fn print_or(&self, empty: &str) {
         if self.0.row_count() == 0 {
-            println!("{empty}");
+            outln!("{empty}");
         } else {
             self.print();
         }
@@ -62,7 +101,7 @@ impl Table {
 
 /// Prints a value as indented JSON.
 pub fn print_json(value: &Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );

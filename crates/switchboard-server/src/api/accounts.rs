@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use switchboard_domain::{ApiToken, ApiTokenId, Organization, Role, Timestamp, User};
 use switchboard_service::{OwnerInput, SetupState};
 
-use super::{created, parse_field};
+use super::{List, ListQuery, created, parse_field};
 use crate::State;
 use crate::auth::{Authed, ClientAddr, session_cookies, session_secret};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Body;
+use crate::extract::{Body, Params};
 
 /// Whether the installation still needs its first owner.
 #[utoipa::path(get, path = "/api/v1/setup", tag = "accounts", responses((status = 200, body = SetupState)))]
@@ -189,10 +189,10 @@ pub(crate) struct OrgMembership {
     role: Role,
 }
 
-pub(crate) fn memberships(list: Vec<(Organization, Role)>) -> Vec<OrgMembership> {
-    list.into_iter()
-        .map(|(organization, role)| OrgMembership { organization, role })
-        .collect()
+impl From<(Organization, Role)> for OrgMembership {
+    fn from((organization, role): (Organization, Role)) -> Self {
+        Self { organization, role }
+    }
 }
 
 /// The caller and their organizations.
@@ -208,7 +208,13 @@ pub(crate) async fn me(
     AxState(state): AxState<State>,
     Authed(actor): Authed,
 ) -> ApiResult<Json<MeResponse>> {
-    let organizations = memberships(state.app.my_organizations(&actor).await?);
+    let organizations = state
+        .app
+        .my_organizations(&actor)
+        .await?
+        .into_iter()
+        .map(OrgMembership::from)
+        .collect();
     Ok(Json(MeResponse {
         user: actor.user,
         organizations,
@@ -239,13 +245,17 @@ pub(crate) async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The caller's API tokens, newest first.
-#[utoipa::path(get, path = "/api/v1/me/tokens", tag = "accounts", responses((status = 200, body = Vec<ApiToken>)))]
+/// The caller's API tokens, newest first, revoked ones included.
+#[utoipa::path(get, path = "/api/v1/me/tokens", tag = "accounts", params(ListQuery),
+    responses((status = 200, body = List<ApiToken>)))]
 pub(crate) async fn list_tokens(
     AxState(state): AxState<State>,
     Authed(actor): Authed,
-) -> ApiResult<Json<Vec<ApiToken>>> {
-    Ok(Json(state.app.list_tokens(&actor).await?))
+    Params(query): Params<ListQuery>,
+) -> ApiResult<Json<List<ApiToken>>> {
+    Ok(Json(
+        state.app.list_tokens(&actor, query.page()?).await?.into(),
+    ))
 }
 
 /// A new token's label and lifetime.

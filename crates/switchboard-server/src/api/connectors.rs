@@ -188,16 +188,23 @@ pub(crate) async fn disable_connector(
     ))
 }
 
-/// A connector's functions with their policies and the caller's current decision.
+/// A connector's functions with their policies and the caller's current decision, by name.
 #[utoipa::path(get, path = "/api/v1/connectors/{connector_id}/functions", tag = "functions",
-    params(("connector_id" = String, Path)), responses((status = 200, body = Vec<FunctionInfo>)))]
+    params(("connector_id" = String, Path), ListQuery), responses((status = 200, body = List<FunctionInfo>)))]
 pub(crate) async fn list_functions(
     AxState(state): AxState<State>,
     Authed(actor): Authed,
     Path(connector_id): Path<String>,
-) -> ApiResult<Json<Vec<FunctionInfo>>> {
+    Params(query): Params<ListQuery>,
+) -> ApiResult<Json<List<FunctionInfo>>> {
     let (access, id) = connector_access(&state, &actor, &connector_id).await?;
-    Ok(Json(state.app.functions(&access, id).await?))
+    Ok(Json(
+        state
+            .app
+            .functions(&access, id, query.page()?)
+            .await?
+            .into(),
+    ))
 }
 
 /// The admin's floor for a function.
@@ -251,6 +258,10 @@ pub(crate) async fn set_preference(
 }
 
 /// Every definition a function has had, oldest first.
+///
+/// Not paged: a function gains a version only when its server presents a definition it never
+/// had, and each change holds the function until an admin reviews it, so the history stays
+/// short.
 #[utoipa::path(get, path = "/api/v1/connectors/{connector_id}/functions/{name}/versions", tag = "functions",
     params(("connector_id" = String, Path), ("name" = String, Path)), responses((status = 200, body = Vec<FunctionVersion>)))]
 pub(crate) async fn function_versions(

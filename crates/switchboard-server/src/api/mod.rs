@@ -13,7 +13,7 @@ use std::str::FromStr;
 use axum::extract::State as AxState;
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router, middleware};
 use serde::{Deserialize, Deserializer, Serialize};
 use switchboard_service::{Page, PageRequest};
@@ -35,8 +35,36 @@ pub(crate) use orgs::*;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub(crate) fn routes(state: State) -> Router {
-    let api = Router::new()
+/// The routes under `/api/v1`, recorded as they are mounted: axum cannot list a router's
+/// routes, and a test needs them to check that each one is in the OpenAPI document.
+pub(crate) struct ApiRoutes {
+    router: Router<State>,
+    paths: Vec<&'static str>,
+}
+
+impl ApiRoutes {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    fn route(mut self, path: &'static str, method_router: MethodRouter<State>) -> Self {
+        self.paths.push(path);
+        self.router = self.router.route(path, method_router);
+        self
+    }
+
+    /// The paths mounted, relative to `/api/v1`.
+    pub(crate) fn paths(&self) -> &[&'static str] {
+        &self.paths
+    }
+}
+
+/// Every route under `/api/v1`.
+pub(crate) fn api_routes() -> ApiRoutes {
+    ApiRoutes::new()
         .route("/setup", get(setup_state).post(complete_setup))
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
@@ -167,8 +195,11 @@ pub(crate) fn routes(state: State) -> Router {
             "/connectors/{connector_id}/credential",
             put(set_my_credential).delete(remove_my_credential),
         )
-        .route("/openapi.json", get(openapi));
+        .route("/openapi.json", get(openapi))
+}
 
+pub(crate) fn routes(state: State) -> Router {
+    let api = api_routes().router;
     let max_body = state.config.max_body_bytes;
     let timeout = state.config.request_timeout;
     Router::new()
@@ -187,11 +218,24 @@ pub(crate) fn routes(state: State) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            // The path only, never the query string, which could carry a secret by mistake.
-            tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    // The path only, never the query string, which could carry a secret by mistake.
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                })
+                // One line per request at the default level (tower-http's own is at debug); the
+                // span adds the request id, method and path to it. For a stream the latency is
+                // the time to its first byte.
+                .on_response(|response: &axum::http::Response<_>, latency: std::time::Duration, _: &tracing::Span| {
+                    tracing::info!(
+                        status = response.status().as_u16(),
+                        latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+                        "request finished"
+                    );
+                }),
+        )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use switchboard_domain::{Member, OrgId, OrgSettings, Organization, Role, UserId};
 use switchboard_service::{NewMemberInput, OrgAccess};
 
-use super::{List, ListQuery, OrgMembership, created, memberships, parse_field};
+use super::{List, ListQuery, OrgMembership, created, parse_field};
 use crate::State;
 use crate::auth::Authed;
 use crate::error::ApiResult;
@@ -24,13 +24,16 @@ pub(crate) async fn org_access(
     Ok(state.app.org_access(actor, org).await?)
 }
 
-/// The caller's organizations.
-#[utoipa::path(get, path = "/api/v1/orgs", tag = "organizations", responses((status = 200, body = Vec<OrgMembership>)))]
+/// The caller's organizations with their role in each, by slug.
+#[utoipa::path(get, path = "/api/v1/orgs", tag = "organizations", params(ListQuery),
+    responses((status = 200, body = List<OrgMembership>)))]
 pub(crate) async fn list_orgs(
     AxState(state): AxState<State>,
     Authed(actor): Authed,
-) -> ApiResult<Json<Vec<OrgMembership>>> {
-    Ok(Json(memberships(state.app.my_organizations(&actor).await?)))
+    Params(query): Params<ListQuery>,
+) -> ApiResult<Json<List<OrgMembership>>> {
+    let page = state.app.organizations(&actor, query.page()?).await?;
+    Ok(Json(page.map(OrgMembership::from).into()))
 }
 
 /// A new organization.

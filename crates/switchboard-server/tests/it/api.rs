@@ -425,7 +425,7 @@ async fn api_tokens_are_shown_once_and_revocable() {
         !listed.to_string().contains(&secret),
         "the secret is never shown again"
     );
-    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
     let ci = Client::new(&server.base, Some(secret));
     assert_eq!(ci.get("/api/v1/me").await.0, StatusCode::OK);
     let id = issued["token"]["id"].as_str().unwrap();
@@ -573,7 +573,7 @@ async fn functions_floors_preferences_and_review() {
         .unwrap();
 
     let base = format!("/api/v1/connectors/{id}/functions");
-    let list = owner.ok(Method::GET, &base, None).await;
+    let list = owner.ok(Method::GET, &base, None).await["items"].clone();
     assert_eq!(
         list[0]["decision"],
         json!({"outcome": "ask", "rule": "default_ask"})
@@ -618,7 +618,7 @@ async fn functions_floors_preferences_and_review() {
         )
         .await
         .unwrap();
-    let list = owner.ok(Method::GET, &base, None).await;
+    let list = owner.ok(Method::GET, &base, None).await["items"].clone();
     assert_eq!(list[0]["review_state"], "changed");
     assert_eq!(list[0]["decision"]["rule"], "changed_since_approval");
     let versions = owner
@@ -640,7 +640,7 @@ async fn functions_floors_preferences_and_review() {
             Some(json!({"hash": hash})),
         )
         .await;
-    let list = owner.ok(Method::GET, &base, None).await;
+    let list = owner.ok(Method::GET, &base, None).await["items"].clone();
     assert_eq!(list[0]["decision"]["outcome"], "ask");
     let (status, e) = owner
         .call(
@@ -760,4 +760,199 @@ async fn operations_endpoints() {
     );
     assert!(metrics.contains("route=\"/api/v1/setup\""), "{metrics}");
     server.stop().await;
+}
+
+/// Readiness reports the database: once the store's connections are closed, `/readyz` answers
+/// 503 with the stable code, while liveness (`/healthz`) still answers.
+#[tokio::test]
+async fn readiness_fails_when_the_database_does_not_answer() {
+    let server = TestServer::start().await;
+    let anon = server.anonymous();
+    assert_eq!(anon.get("/readyz").await.0, StatusCode::OK);
+    server.sqlite.close().await;
+    let (status, body) = anon.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert_eq!(anon.get("/healthz").await.0, StatusCode::OK);
+    server.stop().await;
+}
+
+/// Every item of a list, following `next_cursor` with pages of `limit`; also how many pages
+/// it took.
+async fn every_page(client: &Client, list: &str, limit: u32) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{list}?limit={limit}&cursor={c}"),
+            None => format!("{list}?limit={limit}"),
+        };
+        let page = client.ok(Method::GET, &path, None).await;
+        pages += 1;
+        let got = page["items"].as_array().expect("a page of items");
+        assert!(got.len() <= limit as usize, "{page}");
+        items.extend(got.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(got.len(), limit as usize, "a page with a cursor is full");
+                cursor = Some(c.to_owned());
+            }
+            None => return (items, pages),
+        }
+    }
+}
+
+#[tokio::test]
+async fn functions_paginate_by_name() {
+    let server = TestServer::start().await;
+    let (owner, org) = server.setup("acme").await;
+    let org_id = org["id"].as_str().unwrap();
+    let mut ids = Vec::new();
+    for name in ["Files", "Mail"] {
+        let created = owner
+            .ok(
+                Method::POST,
+                &org_connectors(org_id),
+                Some(json!({"name": name, "url": "https://example.org/mcp"})),
+            )
+            .await;
+        let id: switchboard_domain::ConnectorId = created["id"].as_str().unwrap().parse().unwrap();
+        ids.push(id);
+    }
+    let (files, mail) = (ids[0], ids[1]);
+    let org_uuid: switchboard_domain::OrgId = org_id.parse().unwrap();
+    let store = server.app.store();
+    let def = |name: &str| {
+        DiscoveredFunction::new(FunctionDefinition {
+            name: name.into(),
+            title: None,
+            description: Some(format!("Does {name}")),
+            input_schema: json!({"type": "object"}),
+            output_schema: None,
+            annotations: None,
+        })
+    };
+    let audit = NewAuditEvent::new(AuditAction::FunctionsSynced, None).org(org_uuid);
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    let allowed = switchboard_domain::NewFunctionState::Allowed;
+    let mut names: Vec<String> = (0..7).map(|i| format!("tool_{i}")).collect();
+    names.extend(["Zeta".to_owned(), "a-b".to_owned()]);
+    let found: Vec<_> = names.iter().map(|n| def(n)).collect();
+    store
+        .sync_functions(org_uuid, files, &found, allowed, now, &audit)
+        .await
+        .unwrap();
+    store
+        .sync_functions(org_uuid, mail, &[def("send")], allowed, now, &audit)
+        .await
+        .unwrap();
+    names.sort();
+
+    // More than one page, followed to the end: every function once, by name.
+    let list = format!("/api/v1/connectors/{files}/functions");
+    let (items, pages) = every_page(&owner, &list, 4).await;
+    assert_eq!(pages, 3);
+    let listed: Vec<&str> = items.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, names);
+    // Without a limit, one page of the default size holds them all.
+    let all = owner.ok(Method::GET, &list, None).await;
+    assert_eq!(all["items"].as_array().unwrap().len(), names.len());
+    assert_eq!(all["next_cursor"], Value::Null);
+
+    // A cursor that is not one, and a limit out of range, are refused naming the parameter,
+    // as on every list.
+    for (query, field) in [
+        ("cursor=not-a-cursor", "cursor"),
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+    ] {
+        let (status, e) = owner.get(&format!("{list}?{query}")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {e}");
+        assert_eq!(e["error"]["code"], "validation_failed", "{query}: {e}");
+        assert_eq!(e["error"]["field"], field, "{query}: {e}");
+    }
+    let (_, connectors) = owner
+        .get(&format!("{}?cursor=not-a-cursor", org_connectors(org_id)))
+        .await;
+    let (_, functions) = owner.get(&format!("{list}?cursor=not-a-cursor")).await;
+    assert_eq!(functions, connectors, "the same refusal as the other lists");
+
+    // Another connector's function is no cursor here.
+    let send_id = store
+        .function(org_uuid, mail, "send", switchboard_domain::UserId::new())
+        .await
+        .unwrap()
+        .function
+        .id;
+    let page = owner
+        .ok(Method::GET, &format!("{list}?cursor={send_id}"), None)
+        .await;
+    assert_eq!(page, json!({"items": [], "next_cursor": null}));
+}
+
+#[tokio::test]
+async fn tokens_and_organizations_paginate() {
+    let server = TestServer::start().await;
+    let (owner, _) = server.setup("acme").await;
+    for slug in ["gamma", "beta", "delta"] {
+        owner
+            .ok(
+                Method::POST,
+                "/api/v1/orgs",
+                Some(json!({"slug": slug, "name": slug})),
+            )
+            .await;
+    }
+    let (orgs, pages) = every_page(&owner, "/api/v1/orgs", 2).await;
+    assert_eq!(pages, 2);
+    let slugs: Vec<&str> = orgs
+        .iter()
+        .map(|m| m["organization"]["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["acme", "beta", "delta", "gamma"]);
+    assert!(orgs.iter().all(|m| m["role"] == "owner"), "{orgs:?}");
+
+    let (before, _) = every_page(&owner, "/api/v1/me/tokens", 50).await;
+    for i in 0..4 {
+        owner
+            .ok(
+                Method::POST,
+                "/api/v1/me/tokens",
+                Some(json!({"name": format!("t{i}")})),
+            )
+            .await;
+    }
+    let (tokens, pages) = every_page(&owner, "/api/v1/me/tokens", 2).await;
+    assert_eq!(tokens.len(), before.len() + 4);
+    assert_eq!(pages, tokens.len().div_ceil(2));
+    // Newest first.
+    let names: Vec<&str> = tokens.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names[..4], ["t3", "t2", "t1", "t0"]);
+    let (status, e) = owner.get("/api/v1/me/tokens?cursor=nope").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["error"]["field"], "cursor");
+}
+
+/// Regression: `admin create-owner` after setup wrote the user and the organization in two
+/// transactions, so a taken slug left an account without an organization behind, and running
+/// the command again then failed on the email.
+#[tokio::test]
+async fn a_further_owner_with_a_taken_slug_leaves_no_account_behind() {
+    let server = TestServer::start().await;
+    let _ = server.setup("acme").await;
+    let input = |slug: &str| switchboard_service::OwnerInput {
+        email: "second@example.org".into(),
+        display_name: "Second".into(),
+        password: "a long enough password".into(),
+        org_slug: slug.into(),
+        org_name: "Second".into(),
+    };
+    match server.app.create_owner(input("acme")).await {
+        Err(switchboard_service::Error::Conflict { field, .. }) => assert_eq!(field, "slug"),
+        other => panic!("expected a conflict on the slug, got {other:?}"),
+    }
+    let (user, org) = server.app.create_owner(input("second")).await.unwrap();
+    assert_eq!(user.email.as_str(), "second@example.org");
+    assert_eq!(org.slug.as_str(), "second");
 }

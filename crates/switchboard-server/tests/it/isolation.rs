@@ -366,7 +366,7 @@ async fn world(upstream: &str) -> World {
             None,
         )
         .await;
-    let echo = functions
+    let echo = functions["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -558,4 +558,44 @@ async fn conversations_are_private_to_their_member() {
         .get(&format!("/api/v1/conversations/{conv_id}"))
         .await;
     assert_eq!(status, StatusCode::OK, "its member still sees it");
+}
+
+/// An API token is its user's alone: nobody else, not even an owner of the same organization,
+/// revokes it, though they know its id; the answer is the one for a token that does not exist.
+#[tokio::test]
+async fn another_user_cannot_revoke_a_users_token() {
+    let server = TestServer::start().await;
+    let (owner, org) = server.setup("alpha").await;
+    let org_id = org["id"].as_str().unwrap();
+    let (member, _) = add_member(&server, &owner, org_id, "member@example.org", "member").await;
+    let (admin, _) = add_member(&server, &owner, org_id, "admin@example.org", "admin").await;
+    let issued = member
+        .ok(
+            Method::POST,
+            "/api/v1/me/tokens",
+            Some(json!({"name": "ci"})),
+        )
+        .await;
+    let token_id = issued["token"]["id"].as_str().unwrap();
+    let ci = Client::new(
+        &server.base,
+        Some(issued["secret"].as_str().unwrap().to_owned()),
+    );
+    let path = format!("/api/v1/me/tokens/{token_id}");
+
+    for (who, other) in [("owner", &owner), ("admin", &admin)] {
+        let (status, err) = other.call(Method::DELETE, &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{who}: {err}");
+        assert_eq!(err["error"]["code"], "not_found", "{who}: {err}");
+        let (status, _) = ci.get("/api/v1/me").await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "after the {who}'s try the token still works"
+        );
+    }
+    // Its user can revoke it, so the refusals above were about whose token it is.
+    let (status, err) = member.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{err}");
+    assert_eq!(ci.get("/api/v1/me").await.0, StatusCode::UNAUTHORIZED);
 }

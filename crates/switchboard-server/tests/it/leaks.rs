@@ -8,7 +8,9 @@ use crate::support::{OWNER_PASSWORD, TestServer, captured_logs};
 #[tokio::test]
 async fn no_secret_in_logs_answers_or_database() {
     let server = TestServer::start().await;
-    let (owner, org) = server.setup("acme").await;
+    let (owner, org, setup_token) = server.setup_with_token("acme").await;
+    // The API token the sign-in answered with, which every request below carries.
+    let login_token = owner.token().expect("a signed-in client").to_owned();
     let org = org["id"].as_str().unwrap();
     let mut answers = String::new();
 
@@ -84,6 +86,8 @@ async fn no_secret_in_logs_answers_or_database() {
     assert!(logs.contains("request"), "trace logging was captured");
     for secret in [
         OWNER_PASSWORD,
+        setup_token.as_str(),
+        login_token.as_str(),
         token_secret.as_str(),
         bearer,
         basic_password,

@@ -249,7 +249,7 @@ async fn a_changed_tool_is_held_until_an_admin_approves_it() {
             None,
         )
         .await;
-    let lookup = functions
+    let lookup = functions["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -278,7 +278,7 @@ async fn a_changed_tool_is_held_until_an_admin_approves_it() {
                 None,
             )
             .await;
-        held = functions
+        held = functions["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -49,6 +49,8 @@ pub fn init_tracing() {
 pub struct TestServer {
     pub base: String,
     pub app: Arc<App>,
+    /// The store under `app`, for tests that close its pool.
+    pub sqlite: SqliteStore,
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -80,7 +82,8 @@ impl TestServer {
             login_failures: 5,
             ..ServiceConfig::default()
         };
-        let app = Arc::new(App::new(Arc::new(store), KeyRing::generate(), service).unwrap());
+        let app =
+            Arc::new(App::new(Arc::new(store.clone()), KeyRing::generate(), service).unwrap());
         let _watch = app.watch_list_changes();
         let _turns = app.watch_turns();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -97,6 +100,7 @@ impl TestServer {
         Self {
             base,
             app,
+            sqlite: store,
             _dir: dir,
             shutdown: Some(tx),
             task: Some(task),
@@ -119,6 +123,12 @@ impl TestServer {
 
     /// Completes setup through the API with the setup token; returns the owner's client.
     pub async fn setup(&self, slug: &str) -> (Client, Value) {
+        let (owner, org, _) = self.setup_with_token(slug).await;
+        (owner, org)
+    }
+
+    /// [`TestServer::setup`], also returning the one-time setup token it used.
+    pub async fn setup_with_token(&self, slug: &str) -> (Client, Value, String) {
         let token = self
             .app
             .ensure_setup_token()
@@ -131,14 +141,14 @@ impl TestServer {
                 Method::POST,
                 "/api/v1/setup",
                 Some(json!({
-                    "token": token, "email": OWNER_EMAIL, "password": OWNER_PASSWORD,
+                    "token": &token, "email": OWNER_EMAIL, "password": OWNER_PASSWORD,
                     "display_name": "Olive Owner", "org_slug": slug, "org_name": "Acme",
                 })),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let client = self.login(OWNER_EMAIL, OWNER_PASSWORD).await;
-        (client, body["organization"].clone())
+        (client, body["organization"].clone(), token)
     }
 
     /// Signs in for an API token.

@@ -73,7 +73,7 @@ pub async fn login(args: LoginArgs) -> Result<()> {
     {
         let _ = old_api.delete(&["me", "tokens", &id]).await;
     }
-    println!(
+    outln!(
         "signed in to {server_url} as {email}; token {} expires {}; kept in {}",
         text(&issued, "token.name"),
         time(&issued, "token.expires_at"),
@@ -94,7 +94,7 @@ fn is_loopback(url: &url::Url) -> bool {
 /// `logout`.
 pub async fn logout(args: LogoutArgs) -> Result<()> {
     let Some(kept) = credentials::load()? else {
-        println!("not signed in");
+        outln!("not signed in");
         return Ok(());
     };
     let api = Api::new(&kept.server, Some(kept.token.clone()))?;
@@ -120,7 +120,7 @@ pub async fn logout(args: LogoutArgs) -> Result<()> {
         }
     }
     credentials::remove()?;
-    println!("signed out of {}", kept.server);
+    outln!("signed out of {}", kept.server);
     Ok(())
 }
 
@@ -165,7 +165,7 @@ pub async fn user(api: &Api, json: bool, command: UserCommand) -> Result<()> {
                     text(o, "role"),
                 ]);
             }
-            println!();
+            outln!();
             orgs.print_or("member of no organization");
         }
         UserCommand::Password { password_stdin } => {
@@ -176,7 +176,7 @@ pub async fn user(api: &Api, json: bool, command: UserCommand) -> Result<()> {
                 &json!({"current_password": *current, "new_password": *new}),
             )
             .await?;
-            println!("password changed; your browser sessions were ended, API tokens still work");
+            outln!("password changed; your browser sessions were ended, API tokens still work");
         }
         UserCommand::Tokens => {
             let tokens = api.list_all(&["me", "tokens"]).await?;
@@ -224,7 +224,7 @@ pub async fn user(api: &Api, json: bool, command: UserCommand) -> Result<()> {
                 text(&issued, "token.name"),
                 time(&issued, "token.expires_at")
             );
-            println!("{}", text(&issued, "secret"));
+            outln!("{}", text(&issued, "secret"));
         }
         UserCommand::TokenRevoke { token } => {
             let tokens = api.list_all(&["me", "tokens"]).await?;
@@ -248,7 +248,7 @@ pub async fn user(api: &Api, json: bool, command: UserCommand) -> Result<()> {
             if json {
                 print_json(&answer);
             } else {
-                println!(
+                outln!(
                     "revoked token {} ({})",
                     text(target, "name"),
                     text(target, "prefix")

@@ -159,7 +159,7 @@ pub async fn run(api: &Api, json: bool, org: Option<&str>, command: AuditCommand
                     std::fs::File::create(path)
                         .with_context(|| format!("cannot create {}", path.display()))?,
                 )),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                None => Box::new(std::io::BufWriter::new(crate::output::Stdout)),
             };
             // Lines can span chunks, so bytes wait here until their line ends.
             let mut pending: Vec<u8> = Vec::new();

@@ -239,7 +239,7 @@ fn finish(json: bool, outcome: &Value, function: &str) -> Result<()> {
         if is_error {
             eprint!("{rendered}");
         } else {
-            print!("{rendered}");
+            out!("{rendered}");
         }
         if let Some(cut) = result.get("truncated").filter(|t| !t.is_null()) {
             let over = cut

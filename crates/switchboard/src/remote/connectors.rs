@@ -112,7 +112,7 @@ pub async fn run(
             }
             let created = api.post(&["orgs", &org.id, "connectors"], &body).await?;
             if !json {
-                println!(
+                outln!(
                     "added the connector {} to {}",
                     text(&created, "name"),
                     org.slug
@@ -175,7 +175,7 @@ pub async fn run(
                 .patch(&["connectors", &id_of(&found)?], &Value::Object(patch))
                 .await?;
             if !json {
-                println!("changed the connector {}", text(&changed, "name"));
+                outln!("changed the connector {}", text(&changed, "name"));
             }
             print_connector(json, &changed);
             Ok(())
@@ -198,7 +198,7 @@ pub async fn run(
             if json {
                 print_json(&json!({ "deleted": found }));
             } else {
-                println!("deleted the connector {name}");
+                outln!("deleted the connector {name}");
             }
             Ok(())
         }
@@ -315,7 +315,7 @@ pub async fn run(
             api.delete(&["connectors", &id_of(&found)?, "authorization"])
                 .await?;
             if !json {
-                println!("disconnected {connector}; its tokens were revoked and deleted");
+                outln!("disconnected {connector}; its tokens were revoked and deleted");
             }
             Ok(())
         }
@@ -329,7 +329,7 @@ pub async fn run(
             if remove {
                 api.delete(&["connectors", &id, "credential"]).await?;
                 if !json {
-                    println!("removed your credential for {connector}");
+                    outln!("removed your credential for {connector}");
                 }
                 return Ok(());
             }
@@ -340,7 +340,7 @@ pub async fn run(
             };
             api.put(&["connectors", &id, "credential"], &body).await?;
             if !json {
-                println!("set your credential for {connector}");
+                outln!("set your credential for {connector}");
             }
             Ok(())
         }
@@ -378,13 +378,13 @@ fn print_function(json: bool, info: &Value, said: &str) {
     if json {
         print_json(info);
     } else if info.get("decision").is_some() {
-        println!(
+        outln!(
             "{said}; a call would now be {} ({})",
             text(info, "decision.outcome"),
             text(info, "decision.rule")
         );
     } else {
-        println!("{said}");
+        outln!("{said}");
     }
 }
 
@@ -423,7 +423,7 @@ async fn set_enabled(
     if json {
         print_json(&changed);
     } else {
-        println!(
+        outln!(
             "{} is now {}",
             text(&found, "name"),
             text(&changed, "status")
@@ -460,7 +460,7 @@ async fn connect(
     let started = api.post(&["connectors", &id, "authorize"], &body).await?;
     let url = text(&started, "url");
     if json {
-        println!("{started}");
+        outln!("{started}");
     } else {
         eprintln!(
             "Open this link in a browser to connect {connector} (it works once):\n\n    {url}\n"
@@ -512,13 +512,13 @@ async fn connect(
     };
     drop(spinner);
     if json {
-        println!("{status}");
+        outln!("{status}");
     } else {
         let whose = match status.get("holder").and_then(Value::as_str) {
             Some("member") => " to your account",
             _ => " for the organization",
         };
-        println!("connected {connector}{whose}");
+        outln!("connected {connector}{whose}");
     }
     Ok(())
 }

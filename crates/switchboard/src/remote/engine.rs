@@ -117,7 +117,7 @@ pub async fn test(api: &Api, json: bool, org: &OrgRef, connector: &str) -> Resul
         print_json(&answer);
     } else {
         print_steps(&report);
-        println!();
+        outln!();
         let c = answer.get("connector").cloned().unwrap_or(Value::Null);
         let mut rows = vec![("status", text(&c, "status"))];
         if str_field(&c, "last_error").is_some() {
@@ -163,7 +163,7 @@ pub async fn probe(api: &Api, args: ProbeArgs) -> Result<()> {
         print_json(&report);
     } else {
         print_steps(&report);
-        println!();
+        outln!();
         let mut rows = vec![("url", text(&report, "url"))];
         if let Some(session) = report.get("session").filter(|s| !s.is_null()) {
             rows.extend([
@@ -226,7 +226,7 @@ pub async fn refresh(api: &Api, json: bool, org: &OrgRef, connector: &str) -> Re
         .and_then(Value::as_array)
         .is_some_and(|c| !c.is_empty())
     {
-        println!(
+        outln!(
             "\nchanged functions are held until approved; review one with `switchboard connector diff {name} FUNCTION`"
         );
     }
@@ -273,7 +273,7 @@ fn print_diff(diff: &Value, connector: &str, function: &str, to_stderr: bool) {
     if to_stderr {
         eprintln!("{out}");
     } else {
-        println!("{out}");
+        outln!("{out}");
     }
 }
 
@@ -296,7 +296,7 @@ pub async fn diff(
     }
     print_diff(&diff, &name, function, false);
     if str_field(&diff, "review_state") != Some("approved") {
-        println!(
+        outln!(
             "approve with: switchboard connector approve {name} {function} --hash {}",
             text(&diff, "current_hash")
         );
@@ -327,7 +327,7 @@ pub async fn approve(
                 if json {
                     print_json(&diff);
                 } else {
-                    println!("{function} on {name} is already approved");
+                    outln!("{function} on {name} is already approved");
                 }
                 return Ok(());
             }
@@ -357,7 +357,7 @@ pub async fn approve(
     if json {
         print_json(&approved);
     } else {
-        println!(
+        outln!(
             "approved {function} on {name}; it is now {}",
             text(&approved, "review_state")
         );
@@ -384,7 +384,7 @@ pub async fn resources(api: &Api, json: bool, org: &OrgRef, connector: &str) -> 
     };
     let (resources, templates) = (items("resources"), items("resource_templates"));
     if resources.is_empty() && templates.is_empty() {
-        println!("the server of {} offers no resources", text(&found, "name"));
+        outln!("the server of {} offers no resources", text(&found, "name"));
         return Ok(());
     }
     if !resources.is_empty() {
@@ -401,7 +401,7 @@ pub async fn resources(api: &Api, json: bool, org: &OrgRef, connector: &str) -> 
     }
     if !templates.is_empty() {
         if !resources.is_empty() {
-            println!();
+            outln!();
         }
         let mut table = Table::new(&["template", "name", "type", "description"]);
         for t in &templates {
@@ -425,9 +425,9 @@ fn print_text(text: &str) {
         text.to_owned()
     };
     if text.ends_with('\n') {
-        print!("{text}");
+        out!("{text}");
     } else {
-        println!("{text}");
+        outln!("{text}");
     }
 }
 
@@ -451,17 +451,17 @@ pub async fn read(api: &Api, json: bool, org: &OrgRef, connector: &str, uri: &st
     for item in contents {
         // One resource can hold several parts; each is named only when there is more than one.
         if contents.len() > 1 {
-            println!("── {} ({})", text(item, "uri"), text(item, "mimeType"));
+            outln!("── {} ({})", text(item, "uri"), text(item, "mimeType"));
         }
         match (str_field(item, "text"), str_field(item, "blob")) {
             (Some(t), _) => print_text(t),
-            (None, Some(blob)) => println!(
+            (None, Some(blob)) => outln!(
                 "[blob {}, {}, {}]",
                 text(item, "uri"),
                 text(item, "mimeType"),
                 human_bytes(base64_decoded_len(blob))
             ),
-            (None, None) => println!("[{} without content]", text(item, "uri")),
+            (None, None) => outln!("[{} without content]", text(item, "uri")),
         }
     }
     Ok(())
@@ -542,7 +542,7 @@ pub async fn prompt(
         return Ok(());
     }
     if let Some(description) = str_field(&answer, "description") {
-        println!("# {description}");
+        outln!("# {description}");
     }
     for message in answer
         .get("messages")
@@ -550,13 +550,13 @@ pub async fn prompt(
         .into_iter()
         .flatten()
     {
-        println!("{}:", text(message, "role"));
+        outln!("{}:", text(message, "role"));
         match message.get("content") {
             Some(content) if str_field(content, "type") == Some("text") => {
                 print_text(str_field(content, "text").unwrap_or_default())
             }
-            Some(content) => println!("{}", crate::remote::call::summarize(content)),
-            None => println!("-"),
+            Some(content) => outln!("{}", crate::remote::call::summarize(content)),
+            None => outln!("-"),
         }
     }
     Ok(())

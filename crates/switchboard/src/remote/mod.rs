@@ -24,13 +24,9 @@ pub struct OrgRef {
     pub slug: String,
 }
 
-/// The organizations of the signed-in user, each as `{organization, role}`.
+/// The organizations of the signed-in user, each as `{organization, role}`, every page of them.
 pub async fn my_orgs(api: &Api) -> Result<Vec<Value>> {
-    let me = api.get(&["me"]).await?;
-    match me.get("organizations") {
-        Some(Value::Array(orgs)) => Ok(orgs.clone()),
-        _ => bail!("the server's answer to /me lists no organizations"),
-    }
+    api.list_all(&["orgs"]).await
 }
 
 /// Picks the organization named by `--org` (a slug, or an id), or the user's only one.

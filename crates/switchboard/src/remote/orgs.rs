@@ -57,7 +57,7 @@ pub async fn run(api: &Api, json: bool, org: Option<&str>, command: OrgCommand) 
             if json {
                 print_json(&created);
             } else {
-                println!(
+                outln!(
                     "created the organization {} ({}); you are its owner",
                     text(&created, "slug"),
                     text(&created, "name")
@@ -118,7 +118,7 @@ pub async fn run(api: &Api, json: bool, org: Option<&str>, command: OrgCommand) 
             if json {
                 print_json(&member);
             } else {
-                println!(
+                outln!(
                     "added {} to {} as {}",
                     text(&member, "email"),
                     target.slug,
@@ -139,7 +139,7 @@ pub async fn run(api: &Api, json: bool, org: Option<&str>, command: OrgCommand) 
             if json {
                 print_json(&changed);
             } else {
-                println!(
+                outln!(
                     "{} is now {} of {}",
                     text(&member, "email"),
                     role.as_str(),
@@ -155,7 +155,7 @@ pub async fn run(api: &Api, json: bool, org: Option<&str>, command: OrgCommand) 
             if json {
                 print_json(&json!({ "removed": member }));
             } else {
-                println!("removed {} from {}", text(&member, "email"), target.slug);
+                outln!("removed {} from {}", text(&member, "email"), target.slug);
             }
         }
     }

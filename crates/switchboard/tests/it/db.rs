@@ -96,15 +96,23 @@ async fn add_chat(opened: &Opened, ring: &KeyRing, made: &SealedConnector) -> Ch
         lease_until: None,
         created_at: now,
     };
+    let generation = store
+        .chat_catalog(made.org, user.id)
+        .await
+        .unwrap()
+        .policy_generation;
     let ended = turn(TurnStatus::Running);
     store
-        .start_turn(&ended, &[event("turn_started")])
+        .start_turn(&ended, &[event("turn_started")], generation)
         .await
-        .unwrap();
+        .unwrap()
+        .expect("no policy changed");
     store
         .save_turn(&TurnSave {
             id: ended.id,
+            conversation: conversation.id,
             version: 1,
+            policy_generation: generation,
             status: TurnStatus::Done,
             state: &json!({"done": true}),
             lease_until: None,
@@ -113,6 +121,7 @@ async fn add_chat(opened: &Opened, ring: &KeyRing, made: &SealedConnector) -> Ch
                 json!({"role": "user", "content": "hi"}),
                 json!({"role": "assistant", "content": "hello"}),
             ],
+            audit: &[],
             now,
         })
         .await
@@ -123,9 +132,14 @@ async fn add_chat(opened: &Opened, ring: &KeyRing, made: &SealedConnector) -> Ch
         ..turn(TurnStatus::Running)
     };
     store
-        .start_turn(&open, &[event("turn_started"), event("text_delta")])
+        .start_turn(
+            &open,
+            &[event("turn_started"), event("text_delta")],
+            generation,
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .expect("no policy changed");
     Chat {
         user: user.id,
         conversation: conversation.id,

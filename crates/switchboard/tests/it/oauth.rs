@@ -776,7 +776,7 @@ fn members_bring_their_own_bearer_tokens_and_each_call_runs_as_its_owner() {
     let s = Scratch::new();
     s.create_owner(OWNER, "acme", &[]);
     let server = s.serve(&[LOOPBACK, ("SWITCHBOARD_LOG_LEVEL", "trace")]);
-    let answers = rt.block_on(async {
+    let (answers, api_tokens) = rt.block_on(async {
         let ada = Api::sign_in(&server.url, OWNER).await;
         add_member(&ada, "bob@example.org").await;
         let bob = Api::sign_in(&server.url, "bob@example.org").await;
@@ -888,12 +888,13 @@ fn members_bring_their_own_bearer_tokens_and_each_call_runs_as_its_owner() {
                 answers.push(api.get(&path).await.text);
             }
         }
-        answers
+        // The Switchboard API tokens their sign-ins answered with, sent with every request.
+        (answers, [ada.token.clone(), bob.token.clone()])
     });
     let log = format!("{}{}", server.stdout(), server.stderr());
     assert!(log.contains("TRACE"), "trace logging is on");
     drop(server);
-    for token in [&ada_token, &bob_token] {
+    for token in [&ada_token, &bob_token, &api_tokens[0], &api_tokens[1]] {
         for answer in &answers {
             assert!(!answer.contains(token.as_str()), "a token is in {answer}");
         }

@@ -172,7 +172,15 @@ impl Scratch {
 
     /// Starts `switchboard serve` on a free loopback port and waits until it listens.
     pub fn serve(&self, env: &[(&str, &str)]) -> Server {
-        let mut cmd = self.command(&["serve", "--listen", "127.0.0.1:0"]);
+        self.serve_with(&[], env)
+    }
+
+    /// Starts `switchboard serve` on a free loopback port with more flags, and waits until it
+    /// listens.
+    pub fn serve_with(&self, flags: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let mut cmd = self.command(&args);
         cmd.envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -375,13 +383,23 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for it to exit.
-    pub fn terminate(mut self) -> ExitStatus {
+    pub fn terminate(self) -> ExitStatus {
+        self.send_term();
+        self.wait()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_term(&self) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill runs");
         assert!(sent.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits for it to exit (after [`Server::send_term`]).
+    pub fn wait(mut self) -> ExitStatus {
         let status = self.child.wait().expect("the server exits");
         if !status.success() {
             eprintln!(
@@ -407,6 +425,20 @@ impl Drop for Server {
                 );
             }
         }
+    }
+}
+
+/// Waits until `done` holds, checking often; panics naming `what` when it has not held after
+/// a generous bound, which only a broken program reaches.
+#[track_caller]
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
