@@ -183,16 +183,16 @@ struct Live {
     tasks: usize,
     /// The turn as this process last saved it, so the next event reads nothing back.
     held: Option<Held>,
-    /// What the turn works with, read once.
-    context: Option<Arc<TurnContext>>,
 }
 
-/// A turn's state at the version this process saved; a save from it succeeds only if
-/// nobody saved since, so keeping it never hides another process's change.
+/// A turn's state at the version this process saved, with what it works with; a save from
+/// it succeeds only if nobody saved and no policy changed since, so keeping it never hides
+/// another process's change.
 #[derive(Clone)]
 struct Held {
     version: i64,
     turn: Turn,
+    context: Arc<TurnContext>,
 }
 
 /// The functions of an organization's connectors as one member's turns see them, with the
@@ -556,13 +556,7 @@ impl App {
                 .conversation(access.org(), access.user(), id)
                 .await?;
         }
-        let history: Vec<Message> = self
-            .store
-            .chat_messages(id)
-            .await?
-            .into_iter()
-            .filter_map(|m| serde_json::from_value(m.body).ok())
-            .collect();
+        let history = self.history(id).await?;
         let mut untrusted = history.iter().any(|m| matches!(m, Message::Tool { .. }));
         let mut messages = Vec::new();
         for attachment in attachments {
@@ -777,7 +771,8 @@ impl App {
     /// out the effects.
     async fn apply(self: &Arc<Self>, turn_id: TurnId, event: Event, extra: Extra) -> Result<()> {
         loop {
-            let (held, context) = self.prepare(turn_id).await?;
+            let held = self.prepare(turn_id).await?;
+            let context = held.context;
             let mut turn = held.turn;
             let effects = match turn.apply(event.clone(), &context.toolbox, &context.settings) {
                 Ok(effects) => effects,
@@ -840,16 +835,16 @@ impl App {
 
     /// The turn as last saved and what it works with: from memory when this process made
     /// the last save, else from the store.
-    async fn prepare(&self, turn_id: TurnId) -> Result<(Held, Arc<TurnContext>)> {
-        if let Some(l) = self
+    async fn prepare(&self, turn_id: TurnId) -> Result<Held> {
+        if let Some(held) = self
             .chat
             .live
             .lock()
             .expect("chat state lock")
             .get(&turn_id)
-            && let (Some(held), Some(context)) = (&l.held, &l.context)
+            .and_then(|l| l.held.clone())
         {
-            return Ok((held.clone(), context.clone()));
+            return Ok(held);
         }
         let record = self.store.turn(turn_id).await?;
         let turn: Turn = serde_json::from_value(record.state)
@@ -859,30 +854,18 @@ impl App {
             record.user_id,
             switchboard_domain::Role::Member,
         );
-        let known = self
-            .chat
-            .live
-            .lock()
-            .expect("chat state lock")
-            .get(&turn_id)
-            .and_then(|l| l.context.clone());
-        let context = match known {
-            Some(context) => context,
-            None => {
-                let (catalog, _) = self.member_catalog(record.org_id, record.user_id).await?;
-                let conversation = self
-                    .store
-                    .conversation(record.org_id, record.user_id, record.conversation_id)
-                    .await?;
-                // Kept by the save that succeeds with it (`keep`).
-                Arc::new(self.turn_context(&access, record.conversation_id, &conversation, catalog))
-            }
-        };
-        let held = Held {
+        let (catalog, _) = self.member_catalog(record.org_id, record.user_id).await?;
+        let conversation = self
+            .store
+            .conversation(record.org_id, record.user_id, record.conversation_id)
+            .await?;
+        let context =
+            Arc::new(self.turn_context(&access, record.conversation_id, &conversation, catalog));
+        Ok(Held {
             version: record.version,
             turn,
-        };
-        Ok((held, context))
+            context,
+        })
     }
 
     /// Remembers the turn as this process saved it.
@@ -894,20 +877,19 @@ impl App {
             l.held = Some(Held {
                 version,
                 turn: turn.clone(),
+                context: context.clone(),
             });
-            l.context = Some(context.clone());
         }
     }
 
     /// Forgets the turn's saved state if it is still `version`'s, which a save just found
-    /// out of date; its context goes too, as it may rest on a stale catalog.
+    /// out of date (its context may rest on a stale catalog).
     fn drop_held(&self, turn_id: TurnId, version: i64) {
         let mut live = self.chat.live.lock().expect("chat state lock");
         if let Some(l) = live.get_mut(&turn_id)
             && l.held.as_ref().is_none_or(|h| h.version == version)
         {
             l.held = None;
-            l.context = None;
         }
     }
 
@@ -1091,15 +1073,7 @@ impl App {
         };
         let history = match context
             .history
-            .get_or_try_init(|| async {
-                let stored = self.store.chat_messages(context.conversation).await?;
-                Ok::<_, Error>(
-                    stored
-                        .into_iter()
-                        .filter_map(|m| serde_json::from_value(m.body).ok())
-                        .collect(),
-                )
-            })
+            .get_or_try_init(|| self.history(context.conversation))
             .await
         {
             Ok(history) => history,
@@ -1139,6 +1113,15 @@ impl App {
                 Err(e) => return failed(e.to_string()),
             }
         }
+    }
+
+    /// The conversation's earlier messages, as the model is given them.
+    async fn history(&self, conversation: ConversationId) -> Result<Vec<Message>> {
+        let stored = self.store.chat_messages(conversation).await?;
+        Ok(stored
+            .into_iter()
+            .filter_map(|m| serde_json::from_value(m.body).ok())
+            .collect())
     }
 
     /// Streams one reply, storing its text every `TEXT_FLUSH`; returns the reply and the text

@@ -285,16 +285,6 @@ async fn fetch_views(
         .collect()
 }
 
-pub(crate) async fn list_functions(
-    pool: &PgPool,
-    org: OrgId,
-    connector: ConnectorId,
-    member: UserId,
-) -> StoreResult<Vec<FunctionView>> {
-    let mut conn = pool.acquire().await.map_err(backend)?;
-    fetch_views(&mut conn, org, connector, None, member).await
-}
-
 pub(crate) async fn list_functions_page(
     pool: &PgPool,
     org: OrgId,

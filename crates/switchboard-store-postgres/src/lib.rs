@@ -506,15 +506,6 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn list_functions(
-        &self,
-        org: OrgId,
-        connector: ConnectorId,
-        member: UserId,
-    ) -> StoreResult<Vec<FunctionView>> {
-        functions::list_functions(&self.pool, org, connector, member).await
-    }
-
     async fn list_functions_page(
         &self,
         org: OrgId,

@@ -217,27 +217,6 @@ async fn view(
     rows::function_view(&row)
 }
 
-pub(crate) async fn list(
-    pool: &SqlitePool,
-    org: OrgId,
-    connector: ConnectorId,
-    member: UserId,
-) -> StoreResult<Vec<FunctionView>> {
-    let mut tx = begin_read(pool).await?;
-    check_scope(&mut tx, org, connector).await?;
-    // Names sort by their bytes (SQLite's BINARY collation), the same on every backend.
-    let found = sqlx::query(&format!(
-        "SELECT {FUNCTION_COLS}, p.preference FROM functions f {PREFERENCE_JOIN} \
-         WHERE f.connector_id = ? ORDER BY f.name"
-    ))
-    .bind(member.0)
-    .bind(connector.0)
-    .fetch_all(&mut *tx)
-    .await
-    .db()?;
-    found.iter().map(rows::function_view).collect()
-}
-
 pub(crate) async fn list_page(
     pool: &SqlitePool,
     org: OrgId,
@@ -247,9 +226,9 @@ pub(crate) async fn list_page(
 ) -> StoreResult<Page<FunctionView>> {
     let mut tx = begin_read(pool).await?;
     check_scope(&mut tx, org, connector).await?;
-    // Keyset paging on the name (unique per connector), by its bytes as in `list`. The cursor's
-    // name is looked up among this connector's functions, so another connector's id finds
-    // nothing.
+    // Keyset paging on the name (unique per connector), by its bytes (SQLite's BINARY
+    // collation), the same on every backend. The cursor's name is looked up among this
+    // connector's functions, so another connector's id finds nothing.
     let cursor = match page.after {
         Some(_) => {
             " AND f.name > (SELECT k.name FROM functions k \

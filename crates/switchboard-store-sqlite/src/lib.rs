@@ -577,15 +577,6 @@ impl Store for SqliteStore {
         functions::sync(&self.pool, org, connector, found, new_functions, now, audit).await
     }
 
-    async fn list_functions(
-        &self,
-        org: OrgId,
-        connector: ConnectorId,
-        member: UserId,
-    ) -> StoreResult<Vec<FunctionView>> {
-        functions::list(&self.pool, org, connector, member).await
-    }
-
     async fn list_functions_page(
         &self,
         org: OrgId,

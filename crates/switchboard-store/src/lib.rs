@@ -435,17 +435,10 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> StoreResult<SyncSummary>;
-    /// A connector's functions, by name (by its bytes), each with `member`'s preference. Every
-    /// one of them, for callers that need the whole set (the chat's toolbox); lists shown page
-    /// by page use [`Store::list_functions_page`].
-    async fn list_functions(
-        &self,
-        org: OrgId,
-        connector: ConnectorId,
-        member: UserId,
-    ) -> StoreResult<Vec<FunctionView>>;
-    /// One page of [`Store::list_functions`], in the same order. `page.after` is the id of the
-    /// last function of the previous page; one that is not the connector's gives an empty page.
+    /// One page of a connector's functions, by name (by its bytes), each with `member`'s
+    /// preference. `page.after` is the id of the last function of the previous page; one that
+    /// is not the connector's gives an empty page. (A chat turn reads every function of the
+    /// organization at once with [`Store::chat_catalog`].)
     async fn list_functions_page(
         &self,
         org: OrgId,

@@ -32,8 +32,8 @@ use switchboard_domain::{
 use uuid::Uuid;
 
 use crate::{
-    AuditFilter, Cell, ConnectorPatch, ConversationPatch, DiscoveredFunction, NewChatEvent,
-    NewConnector, NewGrant, NewOrganization, NewUser, OAuthGrant, Page, PageRequest,
+    AuditFilter, Cell, ConnectorPatch, ConversationPatch, DiscoveredFunction, FunctionView,
+    NewChatEvent, NewConnector, NewGrant, NewOrganization, NewUser, OAuthGrant, Page, PageRequest,
     PendingAuthorization, SCHEMA, Snapshot, Store, StoreError, StoreResult, StoredChatModel,
     StoredCredential, StoredOAuthClient, TurnSave,
 };
@@ -583,6 +583,27 @@ fn save_of<'a>(turn: &TurnRecord, version: i64, state: &'a Value, ms: i64) -> Tu
         messages: &[],
         audit: &[],
         now: at(ms),
+    }
+}
+
+/// Every function of a connector with `member`'s preference, read page after page.
+async fn functions_of(
+    s: &dyn Store,
+    org: OrgId,
+    connector: ConnectorId,
+    member: UserId,
+) -> StoreResult<Vec<FunctionView>> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .list_functions_page(org, connector, member, PageRequest { after, limit: 100 })
+            .await?;
+        all.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(all),
+        }
     }
 }
 
@@ -1905,7 +1926,7 @@ async fn connectors_are_scoped_to_their_organization(cx: Cx) {
         .unwrap();
     let found = [tool("search", "v1")];
     sync(s, acme.id, docs.id, &found, NewFunctionState::Allowed, 5).await;
-    let functions = s.list_functions(acme.id, docs.id, ada.id).await.unwrap();
+    let functions = functions_of(s, acme.id, docs.id, ada.id).await.unwrap();
     let before = audit_count(s).await;
     let hash = found[0].hash.clone();
 
@@ -1926,7 +1947,7 @@ async fn connectors_are_scoped_to_their_organization(cx: Cx) {
                 .await,
             "connector",
         );
-        not_found(s.list_functions(o, docs.id, bob.id).await, "connector");
+        not_found(functions_of(s, o, docs.id, bob.id).await, "connector");
         not_found(s.function(o, docs.id, "search", bob.id).await, "connector");
         not_found(s.function_versions(o, docs.id, "search").await, "connector");
         not_found(
@@ -1956,13 +1977,13 @@ async fn connectors_are_scoped_to_their_organization(cx: Cx) {
     // An unknown connector id in the right organization is just as absent.
     not_found(s.connector(acme.id, ConnectorId::new()).await, "connector");
     not_found(
-        s.list_functions(acme.id, ConnectorId::new(), ada.id).await,
+        functions_of(s, acme.id, ConnectorId::new(), ada.id).await,
         "connector",
     );
 
     assert_eq!(s.connector(acme.id, docs.id).await.unwrap(), docs);
     assert_eq!(
-        s.list_functions(acme.id, docs.id, ada.id).await.unwrap(),
+        functions_of(s, acme.id, docs.id, ada.id).await.unwrap(),
         functions
     );
     assert_eq!(
@@ -2177,7 +2198,7 @@ async fn delete_connector_cascades(cx: Cx) {
         );
     }
     assert_eq!(
-        s.list_functions(acme.id, keep.id, ada.id)
+        functions_of(s, acme.id, keep.id, ada.id)
             .await
             .unwrap()
             .len(),
@@ -2269,7 +2290,7 @@ async fn sync_adds_functions_as_the_setting_says(cx: Cx) {
     assert!(summary.changed.is_empty() && summary.removed.is_empty());
     assert_eq!(summary.unchanged, 0);
 
-    let listed = s.list_functions(acme.id, docs.id, ada.id).await.unwrap();
+    let listed = functions_of(s, acme.id, docs.id, ada.id).await.unwrap();
     let names: Vec<&str> = listed
         .iter()
         .map(|v| v.function.definition.name.as_str())
@@ -2469,7 +2490,7 @@ async fn sync_marks_removed_and_brings_back(cx: Cx) {
     assert_eq!(f.definition, fetch.definition, "last definition kept");
     assert_eq!(f.updated_at, at(20));
     assert_eq!(
-        s.list_functions(acme.id, docs.id, ada.id)
+        functions_of(s, acme.id, docs.id, ada.id)
             .await
             .unwrap()
             .len(),
@@ -2659,7 +2680,7 @@ async fn floors_and_preferences(cx: Cx) {
             .preference,
         None
     );
-    let listed = s.list_functions(acme.id, docs.id, bob.id).await.unwrap();
+    let listed = functions_of(s, acme.id, docs.id, bob.id).await.unwrap();
     let prefs: Vec<_> = listed.iter().map(|v| v.preference).collect();
     assert_eq!(prefs, vec![None, Some(MemberPreference::Always)]);
 
@@ -2701,7 +2722,7 @@ async fn floors_and_preferences(cx: Cx) {
         .unwrap();
     assert_eq!(v.preference, None);
     assert_eq!(
-        s.list_functions(acme.id, docs.id, bob.id).await.unwrap()[1].preference,
+        functions_of(s, acme.id, docs.id, bob.id).await.unwrap()[1].preference,
         None
     );
     // Clearing what is not set is fine.
@@ -2748,8 +2769,7 @@ async fn functions_sort_by_bytes(cx: Cx) {
         .map(|n| tool(n, "x"))
         .collect();
     sync(s, acme.id, docs.id, &found, NewFunctionState::Allowed, 10).await;
-    let names: Vec<String> = s
-        .list_functions(acme.id, docs.id, ada.id)
+    let names: Vec<String> = functions_of(s, acme.id, docs.id, ada.id)
         .await
         .unwrap()
         .into_iter()
@@ -2795,7 +2815,7 @@ async fn functions_paginate_by_name(cx: Cx) {
     )
     .await
     .unwrap();
-    let everything = s.list_functions(acme.id, docs.id, ada.id).await.unwrap();
+    let everything = functions_of(s, acme.id, docs.id, ada.id).await.unwrap();
     assert_eq!(everything.len(), found.len());
 
     for limit in [1, 2, 4, 9, 50] {
@@ -3433,8 +3453,8 @@ async fn export_import_round_trip(cx: Cx) {
     // The copy answers like the original.
     assert_eq!(b.connector(acme.id, docs.id).await.unwrap(), docs);
     assert_eq!(
-        b.list_functions(acme.id, docs.id, ada.id).await.unwrap(),
-        a.list_functions(acme.id, docs.id, ada.id).await.unwrap()
+        functions_of(&*b, acme.id, docs.id, ada.id).await.unwrap(),
+        functions_of(a, acme.id, docs.id, ada.id).await.unwrap()
     );
     assert_eq!(log(&*b, acme.id).await, log(a, acme.id).await);
     assert_eq!(
