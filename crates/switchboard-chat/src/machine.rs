@@ -290,6 +290,11 @@ pub struct Turn {
     /// Whether the last model request was made without tools because the step limit was
     /// reached.
     pub final_request: bool,
+    /// The conversation's connectors when the turn began, which it offers until it ends: a
+    /// change to the conversation's list applies from the next turn. Set by the driver; `None`
+    /// in turns stored before it was kept, which read the conversation's list instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectors: Option<Vec<ConnectorId>>,
 }
 
 impl Turn {
@@ -305,6 +310,7 @@ impl Turn {
             revealed: BTreeSet::new(),
             query,
             final_request: false,
+            connectors: None,
         }
     }
 

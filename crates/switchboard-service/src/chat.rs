@@ -31,7 +31,7 @@ use switchboard_store::{
     ChatCatalog, ConversationPatch, FunctionView, NewChatEvent, Page, PageRequest, StoredChatModel,
     TurnSave,
 };
-use tokio::sync::{OnceCell, broadcast, mpsc};
+use tokio::sync::{OnceCell, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::mcp::connect_error;
@@ -201,6 +201,7 @@ struct Held {
 struct MemberCatalog {
     generation: i64,
     strict: bool,
+    model: Option<StoredChatModel>,
     connectors: HashMap<ConnectorId, Connector>,
     views: HashMap<(ConnectorId, String), FunctionView>,
     tools: Vec<Tool>,
@@ -247,6 +248,7 @@ impl MemberCatalog {
         Self {
             generation: catalog.policy_generation,
             strict: catalog.settings.untrusted_content == UntrustedContent::Strict,
+            model: catalog.model,
             connectors,
             views,
             tools,
@@ -375,8 +377,15 @@ impl App {
         }))
     }
 
+    /// The organization's model, read now.
     async fn model_for(&self, org: OrgId) -> Result<Arc<dyn ChatModel>> {
-        let config = match self.store.chat_model(org).await? {
+        self.model_of(org, self.store.chat_model(org).await?.as_ref())
+    }
+
+    /// A client for the organization's stored model, else the operator's default. `Conflict`
+    /// when there is neither.
+    fn model_of(&self, org: OrgId, stored: Option<&StoredChatModel>) -> Result<Arc<dyn ChatModel>> {
+        let config = match stored {
             Some(stored) => {
                 let api_key = match &stored.sealed_key {
                     Some(sealed) => {
@@ -394,7 +403,7 @@ impl App {
                 switchboard_llm::ProviderConfig {
                     kind: stored.kind,
                     base_url: check_base_url(&stored.base_url)?,
-                    model: stored.model,
+                    model: stored.model.clone(),
                     api_key: api_key.map(switchboard_llm::ApiKey::new),
                 }
             }
@@ -541,22 +550,18 @@ impl App {
         if content.is_empty() && attachments.is_empty() {
             return Err(ValidationError::new("content", "must not be empty").into());
         }
-        let mut conversation = self
-            .store
-            .conversation(access.org(), access.user(), id)
-            .await?;
+        // Read at once: the conversation (which checks that it is the member's), the member's
+        // catalog and the history, which is used only once the conversation is found.
+        let (conversation, mut catalog, history) = tokio::try_join!(
+            async {
+                let found = self.store.conversation(access.org(), access.user(), id);
+                Ok::<_, Error>(found.await?)
+            },
+            self.member_catalog(access.org(), access.user()),
+            self.history(id),
+        )?;
         // Fail before storing anything when there is no model to answer.
-        let model = self.model_for(access.org()).await?;
-        let (mut catalog, read_now) = self.member_catalog(access.org(), access.user()).await?;
-        if read_now {
-            // The connector list must not be older than the catalog: a change to it made
-            // after the catalog was read moves the generation, and the start fails.
-            conversation = self
-                .store
-                .conversation(access.org(), access.user(), id)
-                .await?;
-        }
-        let history = self.history(id).await?;
+        let mut model = self.model_of(access.org(), catalog.model.as_ref())?;
         let mut untrusted = history.iter().any(|m| matches!(m, Message::Tool { .. }));
         let mut messages = Vec::new();
         for attachment in attachments {
@@ -573,9 +578,10 @@ impl App {
         messages.push(Message::User {
             content: content.clone(),
         });
-        let fresh = Turn::new(messages, content, untrusted);
+        let mut fresh = Turn::new(messages, content, untrusted);
+        fresh.connectors = Some(conversation.connectors);
         loop {
-            let context = Arc::new(self.turn_context(access, id, &conversation, catalog));
+            let context = Arc::new(self.turn_context(access, &fresh, id, catalog));
             let _ = context.model.set(model.clone());
             let _ = context.history.set(history.clone());
             let mut turn = fresh.clone();
@@ -600,20 +606,20 @@ impl App {
                 created_at: switchboard_store::now(),
             };
             let generation = context.catalog.generation;
+            let (saved_tx, saved) = watch::channel(false);
+            let effects = self.start_model_requests(turn_id, &context, &turn, effects, &saved);
             let Some(stored) = self.store.start_turn(&record, &events, generation).await? else {
                 // A policy changed since the catalog was read: read it again and decide anew.
                 self.forget_catalog(access.org(), access.user(), generation);
-                catalog = self.member_catalog(access.org(), access.user()).await?.0;
-                conversation = self
-                    .store
-                    .conversation(access.org(), access.user(), id)
-                    .await?;
+                catalog = self.member_catalog(access.org(), access.user()).await?;
+                model = self.model_of(access.org(), catalog.model.as_ref())?;
                 continue;
             };
             self.notify(id, &stored);
             self.keep(record.id, 1, &turn, &context);
+            saved_tx.send_replace(true);
             let view = view_of(record.id, &turn);
-            self.perform(record.id, &context, &turn, effects);
+            self.perform(record.id, &context, effects);
             return Ok(view);
         }
     }
@@ -816,6 +822,8 @@ impl App {
                 audit: &audit,
                 now: switchboard_store::now(),
             };
+            let (saved_tx, saved) = watch::channel(false);
+            let effects = self.start_model_requests(turn_id, &context, &turn, effects, &saved);
             let Some(stored) = self.store.save_turn(&save).await? else {
                 // Another process saved first, or a policy changed: read both again.
                 self.drop_held(turn_id, held.version);
@@ -828,7 +836,8 @@ impl App {
             } else {
                 self.keep(turn_id, held.version + 1, &turn, &context);
             }
-            self.perform(turn_id, &context, &turn, effects);
+            saved_tx.send_replace(true);
+            self.perform(turn_id, &context, effects);
             return Ok(());
         }
     }
@@ -854,13 +863,19 @@ impl App {
             record.user_id,
             switchboard_domain::Role::Member,
         );
-        let (catalog, _) = self.member_catalog(record.org_id, record.user_id).await?;
-        let conversation = self
-            .store
-            .conversation(record.org_id, record.user_id, record.conversation_id)
-            .await?;
-        let context =
-            Arc::new(self.turn_context(&access, record.conversation_id, &conversation, catalog));
+        let catalog = self.member_catalog(record.org_id, record.user_id).await?;
+        let context = Arc::new(if turn.connectors.is_some() {
+            self.turn_context(&access, &turn, record.conversation_id, catalog)
+        } else {
+            // Stored before turns kept their list: the conversation's list stands in.
+            let mut listed = turn.clone();
+            let conversation = self
+                .store
+                .conversation(record.org_id, record.user_id, record.conversation_id)
+                .await?;
+            listed.connectors = Some(conversation.connectors);
+            self.turn_context(&access, &listed, record.conversation_id, catalog)
+        });
         Ok(Held {
             version: record.version,
             turn,
@@ -893,17 +908,56 @@ impl App {
         }
     }
 
-    /// Carries out a save's effects; those that wait (the model, a tool) run on their own
-    /// task, which reports back with an event.
-    fn perform(
+    /// Starts the model requests among a save's effects before the save is stored, and
+    /// returns the other effects, which wait for it. A request changes nothing, so it runs
+    /// while the save is written; it stores streamed text and reports its reply only once
+    /// `saved` turns true, and is dropped when the save fails (its sender goes unset).
+    fn start_model_requests(
         self: &Arc<Self>,
         turn_id: TurnId,
         context: &Arc<TurnContext>,
         turn: &Turn,
         effects: Vec<Effect>,
+        saved: &watch::Receiver<bool>,
+    ) -> Vec<Effect> {
+        let mut rest = Vec::with_capacity(effects.len());
+        for effect in effects {
+            let Effect::CallModel { tools } = effect else {
+                rest.push(effect);
+                continue;
+            };
+            let app = self.clone();
+            let context = context.clone();
+            let messages = turn.messages.clone();
+            let cancel = self.hold(turn_id, None);
+            let saved = saved.clone();
+            tokio::spawn(async move {
+                let outcome = tokio::select! {
+                    outcome = app.ask_model(&context, turn_id, messages, tools, &saved) => outcome,
+                    _ = cancel.cancelled() => None,
+                    _ = unsaved(saved.clone()) => None,
+                };
+                if let Some((event, extra)) = outcome
+                    && is_saved(saved).await
+                {
+                    app.report(turn_id, event, extra).await;
+                }
+                app.release(turn_id, None);
+            });
+        }
+        rest
+    }
+
+    /// Carries out a save's effects once it is stored; those that wait (a tool) run on their
+    /// own task, which reports back with an event.
+    fn perform(
+        self: &Arc<Self>,
+        turn_id: TurnId,
+        context: &Arc<TurnContext>,
+        effects: Vec<Effect>,
     ) {
         for effect in effects {
-            self.perform_one(turn_id, context, turn, effect);
+            self.perform_one(turn_id, context, effect);
         }
         // A turn that waits for the member with nothing under way here keeps nothing.
         let mut live = self.chat.live.lock().expect("chat state lock");
@@ -912,32 +966,12 @@ impl App {
         }
     }
 
-    fn perform_one(
-        self: &Arc<Self>,
-        turn_id: TurnId,
-        context: &Arc<TurnContext>,
-        turn: &Turn,
-        effect: Effect,
-    ) {
+    fn perform_one(self: &Arc<Self>, turn_id: TurnId, context: &Arc<TurnContext>, effect: Effect) {
         match effect {
             // Stored with the state.
             Effect::Emit(_) | Effect::Audit(_) => {}
-            Effect::CallModel { tools } => {
-                let app = self.clone();
-                let context = context.clone();
-                let messages = turn.messages.clone();
-                let cancel = self.hold(turn_id, None);
-                tokio::spawn(async move {
-                    let outcome = tokio::select! {
-                        outcome = app.ask_model(&context, turn_id, messages, tools) => outcome,
-                        _ = cancel.cancelled() => None,
-                    };
-                    if let Some((event, extra)) = outcome {
-                        app.report(turn_id, event, extra).await;
-                    }
-                    app.release(turn_id, None);
-                });
-            }
+            // Started before the save (`start_model_requests`).
+            Effect::CallModel { .. } => {}
             Effect::RunTool {
                 call_id,
                 connector,
@@ -1061,11 +1095,14 @@ impl App {
         turn: TurnId,
         messages: Vec<Message>,
         tools: Vec<switchboard_llm::ToolSpec>,
+        saved: &watch::Receiver<bool>,
     ) -> Option<(Event, Extra)> {
         let failed = |reason: String| Some((Event::ModelFailed(reason), Extra::default()));
         let model = match context
             .model
-            .get_or_try_init(|| self.model_for(context.org))
+            .get_or_try_init(|| async {
+                self.model_of(context.org, context.catalog.model.as_ref())
+            })
             .await
         {
             Ok(model) => model.clone(),
@@ -1093,7 +1130,7 @@ impl App {
         let mut delays = [Duration::from_millis(500), Duration::from_secs(2)].into_iter();
         loop {
             match self
-                .stream_reply(&*model, &request, context.conversation, turn)
+                .stream_reply(&*model, &request, context.conversation, turn, saved)
                 .await
             {
                 Ok((reply, rest)) => {
@@ -1132,6 +1169,7 @@ impl App {
         request: &ChatRequest,
         conversation: ConversationId,
         turn: TurnId,
+        saved: &watch::Receiver<bool>,
     ) -> std::result::Result<(switchboard_llm::Reply, String), LlmError> {
         let waited = |started: Instant| {
             self.chat
@@ -1151,7 +1189,8 @@ impl App {
             match event {
                 Some(Ok(ModelEvent::Text(text))) => {
                     pending.push_str(&text);
-                    if last_flush.elapsed() >= TEXT_FLUSH {
+                    // Text is stored after the save that asked for the reply, never before.
+                    if last_flush.elapsed() >= TEXT_FLUSH && *saved.borrow() {
                         self.flush_text(conversation, turn, &mut pending).await;
                         last_flush = Instant::now();
                     }
@@ -1252,9 +1291,8 @@ impl App {
         }
     }
 
-    /// The member's catalog, kept in memory until a save finds its generation moved; and
-    /// whether it was read from the store just now.
-    async fn member_catalog(&self, org: OrgId, user: UserId) -> Result<(Arc<MemberCatalog>, bool)> {
+    /// The member's catalog, kept in memory until a save finds its generation moved.
+    async fn member_catalog(&self, org: OrgId, user: UserId) -> Result<Arc<MemberCatalog>> {
         if let Some(kept) = self
             .chat
             .catalogs
@@ -1262,7 +1300,7 @@ impl App {
             .expect("chat state lock")
             .get(&(org, user))
         {
-            return Ok((kept.clone(), false));
+            return Ok(kept.clone());
         }
         let catalog = Arc::new(MemberCatalog::new(
             self.store.chat_catalog(org, user).await?,
@@ -1278,7 +1316,7 @@ impl App {
         if kept.generation < catalog.generation {
             *kept = catalog;
         }
-        Ok((kept.clone(), true))
+        Ok(kept.clone())
     }
 
     /// Drops the member's catalog if it is still the one read at `generation`.
@@ -1292,19 +1330,20 @@ impl App {
         }
     }
 
-    /// A turn's context in a conversation: the catalog's functions of the conversation's
-    /// connectors, and the settings the turn runs under.
+    /// A turn's context in a conversation: the catalog's functions of the connectors the
+    /// turn began with, and the settings it runs under.
     fn turn_context(
         &self,
         access: &OrgAccess,
+        turn: &Turn,
         id: ConversationId,
-        conversation: &Conversation,
         catalog: Arc<MemberCatalog>,
     ) -> TurnContext {
+        let enabled = turn.connectors.as_deref().unwrap_or_default();
         let tools = catalog
             .tools
             .iter()
-            .filter(|t| conversation.connectors.contains(&t.connector))
+            .filter(|t| enabled.contains(&t.connector))
             .cloned()
             .collect();
         let chat = &self.config.chat;
@@ -1767,6 +1806,19 @@ impl Feed {
                 _ = tokio::time::sleep(POLL) => self.read = true,
             }
         }
+    }
+}
+
+/// Whether the save behind `saved` went through: waits until it is stored (true) or has
+/// failed (the sender dropped unset).
+async fn is_saved(mut saved: watch::Receiver<bool>) -> bool {
+    saved.wait_for(|stored| *stored).await.is_ok()
+}
+
+/// Ends when the save behind `saved` has failed; never, once it is stored.
+async fn unsaved(saved: watch::Receiver<bool>) {
+    if is_saved(saved).await {
+        std::future::pending::<()>().await;
     }
 }
 

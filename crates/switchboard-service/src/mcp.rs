@@ -192,7 +192,12 @@ impl App {
                 Some(grant),
             )
         } else {
-            let credential = self.static_credential(access, connector.id, holder).await?;
+            // A shared credential is read only when the connector says it has one.
+            let credential = if holder.is_none() && !connector.has_credential {
+                None
+            } else {
+                self.static_credential(access, connector.id, holder).await?
+            };
             if credential.is_none() && holder.is_some() && connector.auth_method != AuthMethod::None
             {
                 return Err(Error::NeedsAuth(format!(

@@ -47,12 +47,15 @@ fn turn_open() -> StoreError {
 
 // ---- the organization's model -------------------------------------------------------------
 
-pub(crate) async fn chat_model(pool: &PgPool, org: OrgId) -> StoreResult<Option<StoredChatModel>> {
+pub(crate) async fn chat_model(
+    conn: &mut PgConnection,
+    org: OrgId,
+) -> StoreResult<Option<StoredChatModel>> {
     let row = sqlx::query(&format!(
         "SELECT {CHAT_MODEL_COLUMNS} FROM chat_models WHERE org_id = $1"
     ))
     .bind(org.0)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await
     .map_err(backend)?;
     row.as_ref().map(rows::chat_model).transpose()
@@ -451,7 +454,7 @@ pub(crate) async fn chat_catalog(
     org: OrgId,
     member: UserId,
 ) -> StoreResult<ChatCatalog> {
-    // One snapshot for all four reads.
+    // One snapshot for all five reads.
     let mut tx = pool.begin().await.map_err(backend)?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
@@ -484,10 +487,12 @@ pub(crate) async fn chat_catalog(
     .iter()
     .map(rows::function_view)
     .collect::<StoreResult<Vec<_>>>()?;
+    let model = chat_model(&mut tx, org).await?;
     tx.commit().await.map_err(backend)?;
     Ok(ChatCatalog {
         policy_generation,
         settings,
+        model,
         connectors,
         functions,
     })

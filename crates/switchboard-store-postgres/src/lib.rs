@@ -576,7 +576,7 @@ impl Store for PostgresStore {
     }
 
     async fn chat_model(&self, org: OrgId) -> StoreResult<Option<StoredChatModel>> {
-        chat::chat_model(&self.pool, org).await
+        chat::chat_model(&mut *self.pool.acquire().await.map_err(backend)?, org).await
     }
 
     async fn set_chat_model(

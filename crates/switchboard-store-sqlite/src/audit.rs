@@ -1,30 +1,68 @@
-//! The audit log: appending an event (inside the caller's transaction) and listing them.
+//! The audit log: appending an event (inside the caller's transaction or batch) and listing
+//! them.
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use switchboard_domain::{AuditEvent, AuditEventId, NewAuditEvent};
 use switchboard_store::{AuditFilter, Page, PageRequest, StoreResult};
 
+use crate::batch::Batch;
 use crate::error::DbResultExt;
 use crate::rows::{self, AUDIT_COLS};
+
+const AUDIT_INSERT: &str =
+    "INSERT INTO audit_events (id, org_id, actor_id, action, target, detail, created_at)";
 
 /// Appends `event`, stamped now, on `conn`. Writes call this inside their own transaction so
 /// the change and its record commit together.
 pub(crate) async fn append(conn: &mut SqliteConnection, event: &NewAuditEvent) -> StoreResult<()> {
     let detail = rows::to_json("audit detail", &event.detail)?;
-    sqlx::query(
-        "INSERT INTO audit_events (id, org_id, actor_id, action, target, detail, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(AuditEventId::new().0)
-    .bind(event.org_id.map(|o| o.0))
-    .bind(event.actor_id.map(|u| u.0))
-    .bind(event.action.as_str())
-    .bind(event.target.as_deref())
-    .bind(detail)
-    .bind(switchboard_store::now().millis())
-    .execute(conn)
-    .await
-    .db()?;
+    sqlx::query(&format!("{AUDIT_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?)"))
+        .bind(AuditEventId::new().0)
+        .bind(event.org_id.map(|o| o.0))
+        .bind(event.actor_id.map(|u| u.0))
+        .bind(event.action.as_str())
+        .bind(event.target.as_deref())
+        .bind(detail)
+        .bind(switchboard_store::now().millis())
+        .execute(conn)
+        .await
+        .db()?;
+    Ok(())
+}
+
+/// Adds to `batch` the append of `events`, stamped now, written only if `condition` (which
+/// writes an SQL expression) holds when the statement runs.
+pub(crate) fn push_append<'q>(
+    batch: &mut Batch<'q>,
+    events: &'q [NewAuditEvent],
+    condition: &dyn Fn(&mut Batch<'q>),
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let now = switchboard_store::now().millis();
+    batch.push(AUDIT_INSERT).push(" SELECT * FROM (VALUES ");
+    for (i, event) in events.iter().enumerate() {
+        batch
+            .push(if i == 0 { "(" } else { ", (" })
+            .bind(AuditEventId::new().0)
+            .push(", ")
+            .bind(event.org_id.map(|o| o.0))
+            .push(", ")
+            .bind(event.actor_id.map(|u| u.0))
+            .push(", ")
+            .bind(event.action.as_str())
+            .push(", ")
+            .bind(event.target.as_deref())
+            .push(", ")
+            .bind(rows::to_json("audit detail", &event.detail)?)
+            .push(", ")
+            .bind(now)
+            .push(")");
+    }
+    batch.push(") WHERE ");
+    condition(batch);
+    batch.end();
     Ok(())
 }
 

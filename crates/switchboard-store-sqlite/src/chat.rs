@@ -20,6 +20,7 @@ use switchboard_store::{
     StoredChatModel, TurnSave,
 };
 
+use crate::batch::{Batch, int};
 use crate::connectors::check_scope;
 use crate::error::DbResultExt;
 use crate::rows::{
@@ -31,14 +32,14 @@ use crate::{audit, begin_read, begin_write, orgs};
 // ---- the organization's model -------------------------------------------------------------
 
 pub(crate) async fn chat_model(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     org: OrgId,
 ) -> StoreResult<Option<StoredChatModel>> {
     let row = sqlx::query(&format!(
         "SELECT {CHAT_MODEL_COLS} FROM chat_models WHERE org_id = ?"
     ))
     .bind(org.0)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await
     .db()?;
     row.as_ref().map(rows::chat_model).transpose()
@@ -310,69 +311,97 @@ pub(crate) async fn chat_messages(
 
 // ---- numbering ----------------------------------------------------------------------------
 
-/// Hands out the next `events` event and `messages` message numbers of a conversation and, with
-/// `touch`, moves its `updated_at` forward; returns the first number of each range.
-/// `NotFound("conversation")` if it is gone.
-async fn reserve(
-    conn: &mut SqliteConnection,
-    conversation: ConversationId,
-    events: usize,
-    messages: usize,
-    touch: Option<Timestamp>,
-) -> StoreResult<(i64, i64)> {
-    let (events, messages) = (events as i64, messages as i64);
-    let (last_event, last_message): (i64, i64) = sqlx::query_as(
-        "UPDATE conversations SET last_event_seq = last_event_seq + ?, \
-         last_message_seq = last_message_seq + ?, \
-         updated_at = MAX(updated_at, COALESCE(?, updated_at)) \
-         WHERE id = ? RETURNING last_event_seq, last_message_seq",
-    )
-    .bind(events)
-    .bind(messages)
-    .bind(touch.map(Timestamp::millis))
-    .bind(conversation.0)
-    .fetch_optional(&mut *conn)
-    .await
-    .db()?
-    .ok_or(StoreError::NotFound("conversation"))?;
-    Ok((last_event - events + 1, last_message - messages + 1))
-}
-
-/// `rows` groups of `columns` placeholders, for a multi-row `VALUES`.
-fn placeholders(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row; rows].join(", ")
-}
-
-/// Inserts events numbered from `first`, in one statement.
-async fn insert_events(
-    conn: &mut SqliteConnection,
+/// Adds to `batch`, under `condition` (which writes an SQL expression), the insert of `events`
+/// and `messages` numbered after the conversation's counters (`last_event_seq`,
+/// `last_message_seq`), then the advance of those counters and, with `touch`, of
+/// `updated_at`. The caller reads the counters earlier in the same batch to know the numbers
+/// given (see [`numbered`]).
+#[allow(clippy::too_many_arguments)]
+fn push_appends<'q>(
+    batch: &mut Batch<'q>,
     conversation: ConversationId,
     turn: TurnId,
-    events: &[NewChatEvent],
-    first: i64,
+    events: &'q [NewChatEvent],
+    messages: &'q [Value],
     at: Timestamp,
-) -> StoreResult<Vec<ChatEvent>> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "INSERT INTO chat_events (conversation_id, seq, turn_id, kind, data, created_at) \
-         VALUES {}",
-        placeholders(events.len(), 6)
-    );
-    let mut query = sqlx::query(&sql);
-    for (seq, event) in (first..).zip(events) {
-        query = query
-            .bind(conversation.0)
-            .bind(seq)
+    touch: Option<Timestamp>,
+    condition: &dyn Fn(&mut Batch<'q>),
+) -> StoreResult<()> {
+    if !events.is_empty() {
+        batch
+            .push(
+                "INSERT INTO chat_events (conversation_id, seq, turn_id, kind, data, created_at) \
+                 SELECT c.id, c.last_event_seq + v.column1, ",
+            )
             .bind(turn.0)
-            .bind(&event.kind)
-            .bind(to_json("chat event", &event.data)?)
-            .bind(at.millis());
+            .push(", v.column2, v.column3, ")
+            .bind(at.millis())
+            .push(" FROM conversations c, (VALUES ");
+        for (n, event) in (1..).zip(events) {
+            batch
+                .push(if n == 1 { "(" } else { ", (" })
+                .push(n)
+                .push(", ")
+                .bind(event.kind.as_str())
+                .push(", ")
+                .bind(to_json("chat event", &event.data)?)
+                .push(")");
+        }
+        batch
+            .push(") v WHERE c.id = ")
+            .bind(conversation.0)
+            .push(" AND ");
+        condition(batch);
+        batch.end();
     }
-    query.execute(&mut *conn).await.db()?;
-    Ok((first..)
+    if !messages.is_empty() {
+        batch
+            .push(
+                "INSERT INTO chat_messages (conversation_id, seq, turn_id, body, created_at) \
+                 SELECT c.id, c.last_message_seq + v.column1, ",
+            )
+            .bind(turn.0)
+            .push(", v.column2, ")
+            .bind(at.millis())
+            .push(" FROM conversations c, (VALUES ");
+        for (n, body) in (1..).zip(messages) {
+            batch
+                .push(if n == 1 { "(" } else { ", (" })
+                .push(n)
+                .push(", ")
+                .bind(to_json("chat message", body)?)
+                .push(")");
+        }
+        batch
+            .push(") v WHERE c.id = ")
+            .bind(conversation.0)
+            .push(" AND ");
+        condition(batch);
+        batch.end();
+    }
+    batch
+        .push("UPDATE conversations SET last_event_seq = last_event_seq + ")
+        .push(events.len())
+        .push(", last_message_seq = last_message_seq + ")
+        .push(messages.len())
+        .push(", updated_at = MAX(updated_at, COALESCE(")
+        .bind(touch.map(Timestamp::millis))
+        .push(", updated_at)) WHERE id = ")
+        .bind(conversation.0)
+        .push(" AND ");
+    condition(batch);
+    batch.end();
+    Ok(())
+}
+
+/// The events [`push_appends`] stored, from the conversation's `last_event_seq` read before.
+fn numbered(
+    last_event: i64,
+    turn: TurnId,
+    events: &[NewChatEvent],
+    at: Timestamp,
+) -> Vec<ChatEvent> {
+    (last_event + 1..)
         .zip(events)
         .map(|(seq, event)| ChatEvent {
             seq,
@@ -381,49 +410,22 @@ async fn insert_events(
             data: event.data.clone(),
             created_at: at,
         })
-        .collect())
+        .collect()
 }
 
-/// Inserts history messages numbered from `first`, in one statement.
-async fn insert_messages(
-    conn: &mut SqliteConnection,
-    conversation: ConversationId,
-    turn: TurnId,
-    messages: &[Value],
-    first: i64,
-    at: Timestamp,
-) -> StoreResult<()> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO chat_messages (conversation_id, seq, turn_id, body, created_at) VALUES {}",
-        placeholders(messages.len(), 5)
-    );
-    let mut query = sqlx::query(&sql);
-    for (seq, body) in (first..).zip(messages) {
-        query = query
-            .bind(conversation.0)
-            .bind(seq)
-            .bind(turn.0)
-            .bind(to_json("chat message", body)?)
-            .bind(at.millis());
-    }
-    query.execute(&mut *conn).await.db()?;
-    Ok(())
-}
+/// The start of an SQL expression for an organization's policy generation (0 before its
+/// first change); the organization and `), 0)` follow.
+const GENERATION: &str = "COALESCE((SELECT generation FROM policy_generations WHERE org_id = ";
 
 // ---- the catalog a turn decides with ------------------------------------------------------
 
 /// The organization's policy generation (0 before its first change).
 async fn policy_generation(conn: &mut SqliteConnection, org: OrgId) -> StoreResult<i64> {
-    sqlx::query_scalar(
-        "SELECT COALESCE((SELECT generation FROM policy_generations WHERE org_id = ?), 0)",
-    )
-    .bind(org.0)
-    .fetch_one(conn)
-    .await
-    .db()
+    sqlx::query_scalar(&format!("SELECT {GENERATION}?), 0)"))
+        .bind(org.0)
+        .fetch_one(conn)
+        .await
+        .db()
 }
 
 pub(crate) async fn chat_catalog(
@@ -457,10 +459,12 @@ pub(crate) async fn chat_catalog(
     .iter()
     .map(rows::function_view)
     .collect::<StoreResult<Vec<_>>>()?;
+    let model = chat_model(&mut tx, org).await?;
     tx.commit().await.db()?;
     Ok(ChatCatalog {
         policy_generation,
         settings,
+        model,
         connectors,
         functions,
     })
@@ -478,57 +482,108 @@ pub(crate) async fn start_turn(
     events: &[NewChatEvent],
     generation: i64,
 ) -> StoreResult<Option<Vec<ChatEvent>>> {
-    let mut tx = begin_write(pool).await?;
-    check_conversation(&mut tx, turn.org_id, turn.user_id, turn.conversation_id).await?;
-    if policy_generation(&mut tx, turn.org_id).await? != generation {
-        return Ok(None);
-    }
-    // Checked first, under the writer lock, so that the partial unique index behind it (which
-    // SQLite does not name in its error) only ever reports a taken id.
-    let open = sqlx::query_scalar::<_, i64>(
-        "SELECT 1 FROM chat_turns WHERE conversation_id = ? AND status IN ('running', 'waiting')",
-    )
-    .bind(turn.conversation_id.0)
-    .fetch_optional(&mut *tx)
-    .await
-    .db()?;
-    if open.is_some() {
-        return Err(turn_open());
-    }
-    sqlx::query(&format!(
-        "INSERT INTO chat_turns ({TURN_COLS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)"
-    ))
-    .bind(turn.id.0)
-    .bind(turn.conversation_id.0)
-    .bind(turn.org_id.0)
-    .bind(turn.user_id.0)
-    .bind(turn.status.as_str())
-    .bind(to_json("turn state", &turn.state)?)
-    .bind(turn.lease_until.map(Timestamp::millis))
-    .bind(turn.created_at.millis())
-    .bind(turn.created_at.millis())
-    .execute(&mut *tx)
-    .await
-    .unique_as("turn", || "a turn with this id already exists".to_owned())?;
-    let (first, _) = reserve(
-        &mut tx,
-        turn.conversation_id,
-        events.len(),
-        0,
-        Some(turn.created_at),
-    )
-    .await?;
-    let stored = insert_events(
-        &mut tx,
+    // One batch (see `batch`): read what decides, then write only if it allows the start. The
+    // open-turn check keeps the partial unique index behind it (which SQLite does not name in
+    // its error) to reporting a taken id.
+    let (id, c) = (turn.id.0, turn.conversation_id.0);
+    let (org, user) = (turn.org_id.0, turn.user_id.0);
+    let found = |b: &mut Batch<'_>| {
+        b.push("EXISTS (SELECT 1 FROM conversations WHERE id = ")
+            .bind(c)
+            .push(" AND org_id = ")
+            .bind(org)
+            .push(" AND user_id = ")
+            .bind(user)
+            .push(")");
+    };
+    let current = |b: &mut Batch<'_>| {
+        b.push(GENERATION).bind(org).push("), 0)");
+    };
+    let busy = |b: &mut Batch<'_>| {
+        b.push("EXISTS (SELECT 1 FROM chat_turns WHERE conversation_id = ")
+            .bind(c)
+            .push(" AND status IN ('running', 'waiting'))");
+    };
+    let mut batch = Batch::new();
+    batch.push("SELECT ");
+    found(&mut batch);
+    batch.push(" AS found, ");
+    current(&mut batch);
+    batch.push(" AS generation, ");
+    busy(&mut batch);
+    batch
+        .push(" AS busy, (SELECT last_event_seq FROM conversations WHERE id = ")
+        .bind(c)
+        .push(") AS last_event")
+        .end();
+    batch
+        .push(format!(
+            "INSERT INTO chat_turns ({TURN_COLS}, updated_at) SELECT "
+        ))
+        .bind(id)
+        .push(", ")
+        .bind(c)
+        .push(", ")
+        .bind(org)
+        .push(", ")
+        .bind(user)
+        .push(", ")
+        .bind(turn.status.as_str())
+        .push(", ")
+        .bind(to_json("turn state", &turn.state)?)
+        .push(", 1, ")
+        .bind(turn.lease_until.map(Timestamp::millis))
+        .push(", ")
+        .bind(turn.created_at.millis())
+        .push(", ")
+        .bind(turn.created_at.millis())
+        .push(" WHERE ");
+    found(&mut batch);
+    batch.push(" AND ");
+    current(&mut batch);
+    batch.push(" = ").bind(generation).push(" AND NOT ");
+    busy(&mut batch);
+    batch.end();
+    let started = |b: &mut Batch<'_>| {
+        b.push("EXISTS (SELECT 1 FROM chat_turns WHERE id = ")
+            .bind(id)
+            .push(")");
+    };
+    push_appends(
+        &mut batch,
         turn.conversation_id,
         turn.id,
         events,
-        first,
+        &[],
         turn.created_at,
-    )
-    .await?;
-    tx.commit().await.db()?;
-    Ok(Some(stored))
+        Some(turn.created_at),
+        &started,
+    )?;
+    let rows = batch
+        .run(pool)
+        .await
+        .unique_as("turn", || "a turn with this id already exists".to_owned())?;
+    let read = rows.first().ok_or_else(|| missing("start_turn"))?;
+    if int(read, "found")? == 0 {
+        return Err(StoreError::NotFound("conversation"));
+    }
+    if int(read, "generation")? != generation {
+        return Ok(None);
+    }
+    if int(read, "busy")? != 0 {
+        return Err(turn_open());
+    }
+    Ok(Some(numbered(
+        int(read, "last_event")?,
+        turn.id,
+        events,
+        turn.created_at,
+    )))
+}
+
+/// The error for a batch that returned fewer rows than its statements produce.
+fn missing(what: &str) -> StoreError {
+    StoreError::Backend(format!("{what} returned no row"))
 }
 
 pub(crate) async fn turn(pool: &SqlitePool, id: TurnId) -> StoreResult<TurnRecord> {
@@ -560,82 +615,78 @@ pub(crate) async fn save_turn(
     pool: &SqlitePool,
     save: &TurnSave<'_>,
 ) -> StoreResult<Option<Vec<ChatEvent>>> {
-    let mut tx = begin_write(pool).await?;
-    let conversation = save.conversation;
-    // The conversation's row first, then the turn's, in the same order as the PostgreSQL
-    // backend, whose row locks this order keeps free of deadlocks.
-    let (first_event, first_message) = reserve(
-        &mut tx,
-        conversation,
-        save.events.len(),
-        save.messages.len(),
-        Some(save.now),
-    )
-    .await
-    .map_err(|e| match e {
-        StoreError::NotFound(_) => StoreError::NotFound("turn"),
-        other => other,
-    })?;
-    let done = sqlx::query(
-        "UPDATE chat_turns SET status = ?, state = ?, lease_until = ?, version = version + 1, \
-         updated_at = ? WHERE id = ? AND conversation_id = ? AND version = ? \
-         AND COALESCE((SELECT generation FROM policy_generations g \
-                       WHERE g.org_id = chat_turns.org_id), 0) = ? \
-         RETURNING 1",
-    )
-    .bind(save.status.as_str())
-    .bind(to_json("turn state", save.state)?)
-    .bind(save.lease_until.map(Timestamp::millis))
-    .bind(save.now.millis())
-    .bind(save.id.0)
-    .bind(conversation.0)
-    .bind(save.version)
-    .bind(save.policy_generation)
-    .fetch_optional(&mut *tx)
-    .await
-    .unique_as("turn", || {
-        "the conversation already has a turn in progress".to_owned()
-    })?;
-    if done.is_none() {
-        // Someone saved (or claimed) first, or the policy changed, or the turn is gone:
-        // dropping the transaction undoes the numbering.
-        let exists = sqlx::query_scalar::<_, i64>(
-            "SELECT 1 FROM chat_turns WHERE id = ? AND conversation_id = ?",
-        )
-        .bind(save.id.0)
-        .bind(conversation.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .db()?;
-        tx.rollback().await.db()?;
-        return match exists {
-            Some(_) => Ok(None),
-            None => Err(StoreError::NotFound("turn")),
-        };
-    }
-    let stored = insert_events(
-        &mut tx,
-        conversation,
+    // One batch (see `batch`): whether the turn is still at the caller's version and policy
+    // generation, then every write under that condition, the turn's own row last so that the
+    // condition reads the same in each statement.
+    let (id, c) = (save.id.0, save.conversation.0);
+    let (version, generation) = (save.version, save.policy_generation);
+    let current = |b: &mut Batch<'_>| {
+        b.push("EXISTS (SELECT 1 FROM chat_turns t WHERE t.id = ")
+            .bind(id)
+            .push(" AND t.conversation_id = ")
+            .bind(c)
+            .push(" AND t.version = ")
+            .bind(version)
+            .push(" AND ")
+            .push(GENERATION)
+            .push("t.org_id), 0) = ")
+            .bind(generation)
+            .push(")");
+    };
+    let mut batch = Batch::new();
+    batch.push("SELECT ");
+    current(&mut batch);
+    batch
+        .push(" AS current, EXISTS (SELECT 1 FROM chat_turns WHERE id = ")
+        .bind(id)
+        .push(" AND conversation_id = ")
+        .bind(c)
+        .push(") AS found, (SELECT last_event_seq FROM conversations WHERE id = ")
+        .bind(c)
+        .push(") AS last_event")
+        .end();
+    push_appends(
+        &mut batch,
+        save.conversation,
         save.id,
         save.events,
-        first_event,
-        save.now,
-    )
-    .await?;
-    insert_messages(
-        &mut tx,
-        conversation,
-        save.id,
         save.messages,
-        first_message,
         save.now,
-    )
-    .await?;
-    for entry in save.audit {
-        audit::append(&mut tx, entry).await?;
+        Some(save.now),
+        &current,
+    )?;
+    audit::push_append(&mut batch, save.audit, &current)?;
+    batch
+        .push("UPDATE chat_turns SET status = ")
+        .bind(save.status.as_str())
+        .push(", state = ")
+        .bind(to_json("turn state", save.state)?)
+        .push(", lease_until = ")
+        .bind(save.lease_until.map(Timestamp::millis))
+        .push(", version = version + 1, updated_at = ")
+        .bind(save.now.millis())
+        .push(" WHERE id = ")
+        .bind(id)
+        .push(" AND ");
+    current(&mut batch);
+    batch.end();
+    let rows = batch.run(pool).await.unique_as("turn", || {
+        "the conversation already has a turn in progress".to_owned()
+    })?;
+    let read = rows.first().ok_or_else(|| missing("save_turn"))?;
+    if int(read, "current")? == 0 {
+        // Someone saved (or claimed) first, or the policy changed, or the turn is gone.
+        return match int(read, "found")? {
+            0 => Err(StoreError::NotFound("turn")),
+            _ => Ok(None),
+        };
     }
-    tx.commit().await.db()?;
-    Ok(Some(stored))
+    Ok(Some(numbered(
+        int(read, "last_event")?,
+        save.id,
+        save.events,
+        save.now,
+    )))
 }
 
 pub(crate) async fn extend_turn_lease(
@@ -662,29 +713,38 @@ pub(crate) async fn append_chat_events(
     turn: TurnId,
     events: &[NewChatEvent],
 ) -> StoreResult<Vec<ChatEvent>> {
-    let mut tx = begin_write(pool).await?;
-    sqlx::query_scalar::<_, i64>("SELECT 1 FROM chat_turns WHERE id = ? AND conversation_id = ?")
-        .bind(turn.0)
+    let found = |b: &mut Batch<'_>| {
+        b.push("EXISTS (SELECT 1 FROM chat_turns WHERE id = ")
+            .bind(turn.0)
+            .push(" AND conversation_id = ")
+            .bind(conversation.0)
+            .push(")");
+    };
+    let mut batch = Batch::new();
+    batch.push("SELECT ");
+    found(&mut batch);
+    batch
+        .push(" AS found, (SELECT last_event_seq FROM conversations WHERE id = ")
         .bind(conversation.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .db()?
-        .ok_or(StoreError::NotFound("turn"))?;
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (first, _) = reserve(&mut tx, conversation, events.len(), 0, None).await?;
-    let stored = insert_events(
-        &mut tx,
+        .push(") AS last_event")
+        .end();
+    let at = switchboard_store::now();
+    push_appends(
+        &mut batch,
         conversation,
         turn,
         events,
-        first,
-        switchboard_store::now(),
-    )
-    .await?;
-    tx.commit().await.db()?;
-    Ok(stored)
+        &[],
+        at,
+        None,
+        &found,
+    )?;
+    let rows = batch.run(pool).await.db()?;
+    let read = rows.first().ok_or_else(|| missing("append_chat_events"))?;
+    if int(read, "found")? == 0 {
+        return Err(StoreError::NotFound("turn"));
+    }
+    Ok(numbered(int(read, "last_event")?, turn, events, at))
 }
 
 pub(crate) async fn chat_events(

@@ -12,6 +12,7 @@
 
 mod accounts;
 mod audit;
+mod batch;
 mod chat;
 mod connectors;
 mod error;
@@ -61,6 +62,11 @@ const FILE_CONNECTIONS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection for the chat's writes, which are on the path of every turn: its page
+    /// cache survives its own commits, where the pool's connections, taken in turn, find
+    /// theirs out of date after every write and read the pages again. Writes queue on
+    /// SQLite's single writer lock either way, so one connection costs them nothing.
+    chat_writer: SqlitePool,
 }
 
 /// What a connection of the pool reports about its settings, for diagnostics and tests.
@@ -109,10 +115,10 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .synchronous(SqliteSynchronous::Normal);
-        let pool = if is_memory(url_or_path) {
+        if is_memory(url_or_path) {
             // An in-memory database lives as long as a connection to it, and each connection
             // would otherwise see its own: keep exactly one, forever. WAL does not apply.
-            SqlitePoolOptions::new()
+            let pool = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
@@ -120,19 +126,25 @@ impl SqliteStore {
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
                 .await
-                .db()?
-        } else {
-            // A connection to a local file does not go away unnoticed, so it is not tested
-            // with a round trip to its worker thread each time it is taken from the pool.
+                .db()?;
+            return Ok(Self {
+                chat_writer: pool.clone(),
+                pool,
+            });
+        }
+        // A connection to a local file does not go away unnoticed, so it is not tested with
+        // a round trip to its worker thread each time it is taken from the pool.
+        let options = options.journal_mode(SqliteJournalMode::Wal);
+        let file_pool = |connections: u32| {
             SqlitePoolOptions::new()
-                .max_connections(FILE_CONNECTIONS)
+                .max_connections(connections)
                 .test_before_acquire(false)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options.journal_mode(SqliteJournalMode::Wal))
-                .await
-                .db()?
+                .connect_with(options.clone())
         };
-        Ok(Self { pool })
+        let pool = file_pool(FILE_CONNECTIONS).await.db()?;
+        let chat_writer = file_pool(1).await.db()?;
+        Ok(Self { pool, chat_writer })
     }
 
     /// Opens a private in-memory database and applies the migrations: for tests.
@@ -171,6 +183,7 @@ impl SqliteStore {
 
     /// Closes every connection; the store cannot be used afterwards.
     pub async fn close(&self) {
+        self.chat_writer.close().await;
         self.pool.close().await;
     }
 
@@ -647,7 +660,7 @@ impl Store for SqliteStore {
     }
 
     async fn chat_model(&self, org: OrgId) -> StoreResult<Option<StoredChatModel>> {
-        chat::chat_model(&self.pool, org).await
+        chat::chat_model(&mut *self.pool.acquire().await.db()?, org).await
     }
 
     async fn set_chat_model(
@@ -718,7 +731,7 @@ impl Store for SqliteStore {
         events: &[NewChatEvent],
         policy_generation: i64,
     ) -> StoreResult<Option<Vec<ChatEvent>>> {
-        chat::start_turn(&self.pool, turn, events, policy_generation).await
+        chat::start_turn(&self.chat_writer, turn, events, policy_generation).await
     }
 
     async fn turn(&self, id: TurnId) -> StoreResult<TurnRecord> {
@@ -730,7 +743,7 @@ impl Store for SqliteStore {
     }
 
     async fn save_turn(&self, save: &TurnSave<'_>) -> StoreResult<Option<Vec<ChatEvent>>> {
-        chat::save_turn(&self.pool, save).await
+        chat::save_turn(&self.chat_writer, save).await
     }
 
     async fn extend_turn_lease(
@@ -748,7 +761,7 @@ impl Store for SqliteStore {
         turn: TurnId,
         events: &[NewChatEvent],
     ) -> StoreResult<Vec<ChatEvent>> {
-        chat::append_chat_events(&self.pool, conversation, turn, events).await
+        chat::append_chat_events(&self.chat_writer, conversation, turn, events).await
     }
 
     async fn chat_events(

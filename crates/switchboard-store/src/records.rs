@@ -426,11 +426,12 @@ pub struct NewChatEvent {
     pub data: Value,
 }
 
-/// What a member's chat turn decides with, read at one moment: the organization's settings,
-/// its connectors, and their functions with the member's preferences.
+/// What a member's chat turn decides with, read at one moment: the organization's settings
+/// and model, its connectors, and their functions with the member's preferences.
 ///
-/// `policy_generation` is the organization's counter of changes to any of that (and to its
-/// conversations' connector lists), advanced by the database itself on every such write. A
+/// `policy_generation` is the organization's counter of changes to any of that, advanced by
+/// the database itself on every such write (a conversation's connector list is the member's
+/// choice, not a policy, and does not move it). A
 /// save that names it (`TurnSave::policy_generation`) happens only while nothing changed, so a
 /// process may keep a catalog in memory and still never act on a stale one.
 #[derive(Debug, Clone, PartialEq)]
@@ -439,6 +440,8 @@ pub struct ChatCatalog {
     pub policy_generation: i64,
     /// The organization's settings.
     pub settings: OrgSettings,
+    /// The organization's model, if an admin set one.
+    pub model: Option<StoredChatModel>,
     /// Its connectors, by name.
     pub connectors: Vec<Connector>,
     /// Their functions, by connector then name, with the member's preferences.

@@ -6177,8 +6177,34 @@ async fn policy_generation_moves_with_every_policy_change(cx: Cx) {
         .await
         .unwrap();
     moved("changing the organization's settings").await;
+    let model = chat_model_of(None, 10);
+    let changed = ev(AuditAction::ChatModelChanged).org(acme.id);
+    s.set_chat_model(acme.id, Some(&model), &changed)
+        .await
+        .unwrap();
+    moved("setting the organization's model").await;
+    assert_eq!(
+        s.chat_catalog(acme.id, ada.id).await.unwrap().model,
+        Some(model.clone())
+    );
+    s.set_chat_model(acme.id, Some(&chat_model_of(Some("key"), 11)), &changed)
+        .await
+        .unwrap();
+    moved("replacing the organization's model").await;
+    s.set_chat_model(acme.id, None, &changed).await.unwrap();
+    moved("clearing the organization's model").await;
+    assert_eq!(s.chat_catalog(acme.id, ada.id).await.unwrap().model, None);
     let talk = new_conversation(s, acme.id, ada.id, "Talk", &[docs.id], 10).await;
-    moved("a conversation's connectors").await;
+    sync(s, acme.id, docs.id, &[], NewFunctionState::Allowed, 11).await;
+    moved("a function disappearing").await;
+    s.delete_connector(acme.id, docs.id, &e).await.unwrap();
+    moved("deleting a connector").await;
+
+    // What does not change a turn's decisions leaves it alone, and so do other organizations.
+    // A conversation's connector list is the member's choice for the turns to come: creating
+    // one and changing its list leave every catalog of the organization as it was.
+    let before = generation().await;
+    let other_talk = new_conversation(s, acme.id, ada.id, "More", &[], 12).await;
     let patch = ConversationPatch {
         connectors: Some(vec![]),
         ..ConversationPatch::default()
@@ -6186,14 +6212,9 @@ async fn policy_generation_moves_with_every_policy_change(cx: Cx) {
     s.update_conversation(acme.id, ada.id, talk.id, &patch)
         .await
         .unwrap();
-    moved("changing a conversation's connectors").await;
-    sync(s, acme.id, docs.id, &[], NewFunctionState::Allowed, 11).await;
-    moved("a function disappearing").await;
-    s.delete_connector(acme.id, docs.id, &e).await.unwrap();
-    moved("deleting a connector").await;
-
-    // What does not change a turn's decisions leaves it alone, and so do other organizations.
-    let before = generation().await;
+    s.delete_conversation(acme.id, ada.id, other_talk.id)
+        .await
+        .unwrap();
     let turn = started(s, &talk, 20).await;
     let state = json!({"step": 1});
     save(
