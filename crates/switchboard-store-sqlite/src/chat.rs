@@ -327,63 +327,44 @@ fn push_appends<'q>(
     touch: Option<Timestamp>,
     condition: &dyn Fn(&mut Batch<'q>),
 ) -> StoreResult<()> {
-    if !events.is_empty() {
-        batch
-            .push(
-                "INSERT INTO chat_events (conversation_id, seq, turn_id, kind, data, created_at) \
-                 SELECT c.id, c.last_event_seq + v.column1, ",
-            )
-            .bind(turn.0)
-            .push(", v.column2, v.column3, ")
-            .bind(at.millis())
-            .push(" FROM conversations c, (VALUES ");
-        for (n, event) in (1..).zip(events) {
-            batch
-                .push(if n == 1 { "(" } else { ", (" })
-                .push(n)
-                .push(", ")
-                .bind(event.kind.as_str())
-                .push(", ")
-                .bind(to_json("chat event", &event.data)?)
-                .push(")");
-        }
-        batch
-            .push(") v WHERE c.id = ")
-            .bind(conversation.0)
-            .push(" AND ");
-        condition(batch);
-        batch.end();
-    }
-    if !messages.is_empty() {
-        batch
-            .push(
-                "INSERT INTO chat_messages (conversation_id, seq, turn_id, body, created_at) \
-                 SELECT c.id, c.last_message_seq + v.column1, ",
-            )
-            .bind(turn.0)
-            .push(", v.column2, ")
-            .bind(at.millis())
-            .push(" FROM conversations c, (VALUES ");
-        for (n, body) in (1..).zip(messages) {
-            batch
-                .push(if n == 1 { "(" } else { ", (" })
-                .push(n)
-                .push(", ")
-                .bind(to_json("chat message", body)?)
-                .push(")");
-        }
-        batch
-            .push(") v WHERE c.id = ")
-            .bind(conversation.0)
-            .push(" AND ");
-        condition(batch);
-        batch.end();
-    }
+    let (event_count, message_count) = (events.len(), messages.len());
+    let events = events
+        .iter()
+        .map(|e| Ok((e.kind.as_str(), to_json("chat event", &e.data)?)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    push_numbered(
+        batch,
+        "chat_events (conversation_id, seq, turn_id, kind, data, created_at)",
+        "last_event_seq",
+        "v.column2, v.column3",
+        (conversation, turn, at),
+        events,
+        |b, (kind, data)| {
+            b.bind(kind).push(", ").bind(data);
+        },
+        condition,
+    );
+    let messages = messages
+        .iter()
+        .map(|body| to_json("chat message", body))
+        .collect::<StoreResult<Vec<_>>>()?;
+    push_numbered(
+        batch,
+        "chat_messages (conversation_id, seq, turn_id, body, created_at)",
+        "last_message_seq",
+        "v.column2",
+        (conversation, turn, at),
+        messages,
+        |b, body| {
+            b.bind(body);
+        },
+        condition,
+    );
     batch
         .push("UPDATE conversations SET last_event_seq = last_event_seq + ")
-        .push(events.len())
+        .push(event_count)
         .push(", last_message_seq = last_message_seq + ")
-        .push(messages.len())
+        .push(message_count)
         .push(", updated_at = MAX(updated_at, COALESCE(")
         .bind(touch.map(Timestamp::millis))
         .push(", updated_at)) WHERE id = ")
@@ -392,6 +373,48 @@ fn push_appends<'q>(
     condition(batch);
     batch.end();
     Ok(())
+}
+
+/// Adds to `batch`, under `condition`, the insert into `table` (its name and columns) of
+/// `rows`, numbered after the conversation's `counter`: each row is the conversation, its
+/// number, the turn, the values `row` binds (read back as `values`) and the time. Nothing is
+/// added for no rows.
+#[allow(clippy::too_many_arguments)]
+fn push_numbered<'q, T>(
+    batch: &mut Batch<'q>,
+    table: &str,
+    counter: &str,
+    values: &str,
+    (conversation, turn, at): (ConversationId, TurnId, Timestamp),
+    rows: Vec<T>,
+    row: impl Fn(&mut Batch<'q>, T),
+    condition: &dyn Fn(&mut Batch<'q>),
+) {
+    if rows.is_empty() {
+        return;
+    }
+    batch
+        .push(format!(
+            "INSERT INTO {table} SELECT c.id, c.{counter} + v.column1, "
+        ))
+        .bind(turn.0)
+        .push(format!(", {values}, "))
+        .bind(at.millis())
+        .push(" FROM conversations c, (VALUES ");
+    for (n, values) in (1..).zip(rows) {
+        batch
+            .push(if n == 1 { "(" } else { ", (" })
+            .push(n)
+            .push(", ");
+        row(batch, values);
+        batch.push(")");
+    }
+    batch
+        .push(") v WHERE c.id = ")
+        .bind(conversation.0)
+        .push(" AND ");
+    condition(batch);
+    batch.end();
 }
 
 /// The events [`push_appends`] stored, from the conversation's `last_event_seq` read before.
