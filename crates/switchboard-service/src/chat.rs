@@ -205,6 +205,9 @@ struct MemberCatalog {
     connectors: HashMap<ConnectorId, Connector>,
     views: HashMap<(ConnectorId, String), FunctionView>,
     tools: Vec<Tool>,
+    /// The toolboxes built from `tools` for the sets of connectors turns enabled, so that a
+    /// turn does not build its own (sorting, naming, indexing every function) again.
+    toolboxes: Mutex<Vec<(Vec<ConnectorId>, Arc<Toolbox>)>>,
 }
 
 impl MemberCatalog {
@@ -252,7 +255,31 @@ impl MemberCatalog {
             connectors,
             views,
             tools,
+            toolboxes: Mutex::default(),
         }
+    }
+
+    /// The toolbox of the functions of `enabled` connectors, built once per set.
+    fn toolbox(&self, enabled: &[ConnectorId], budget: Budget) -> Arc<Toolbox> {
+        let mut key = enabled.to_vec();
+        key.sort_unstable();
+        key.dedup();
+        let mut kept = self.toolboxes.lock().expect("toolbox lock");
+        if let Some((_, toolbox)) = kept.iter().find(|(set, _)| *set == key) {
+            return toolbox.clone();
+        }
+        let tools = self
+            .tools
+            .iter()
+            .filter(|t| key.contains(&t.connector))
+            .cloned()
+            .collect();
+        let toolbox = Arc::new(Toolbox::new(tools, budget));
+        if kept.len() >= TOOLBOXES_KEPT {
+            kept.clear();
+        }
+        kept.push((key, toolbox.clone()));
+        toolbox
     }
 }
 
@@ -264,7 +291,7 @@ struct TurnContext {
     user: UserId,
     conversation: ConversationId,
     catalog: Arc<MemberCatalog>,
-    toolbox: Toolbox,
+    toolbox: Arc<Toolbox>,
     settings: Settings,
     model: OnceCell<Arc<dyn ChatModel>>,
     history: OnceCell<Vec<Message>>,
@@ -301,6 +328,8 @@ pub(crate) struct ChatState {
 /// Most members' catalogs kept at once; past it the cache starts over. A catalog holds every
 /// function schema of the organization, so this bounds the memory the cache can take.
 const CATALOGS_KEPT: usize = 256;
+/// Toolboxes a member's catalog keeps, one per set of connectors their turns enabled.
+const TOOLBOXES_KEPT: usize = 16;
 
 /// How often a stream looks at the database for events written by another process.
 const POLL: Duration = Duration::from_millis(500);
@@ -732,32 +761,18 @@ impl App {
         Ok(())
     }
 
-    /// The conversation's events after `after`, then new ones as they are stored, until the
-    /// receiver is dropped.
+    /// The conversation's events after `after`, then new ones as they are stored. The
+    /// reader takes them straight from the process's hand-over, with no task between.
     pub async fn chat_events(
         self: &Arc<Self>,
         access: &OrgAccess,
         id: ConversationId,
         after: i64,
-    ) -> Result<mpsc::Receiver<ChatEvent>> {
+    ) -> Result<ChatEvents> {
         self.store
             .conversation(access.org(), access.user(), id)
             .await?;
-        let (tx, rx) = mpsc::channel(64);
-        let mut feed = Feed::new(self, id, after);
-        tokio::spawn(async move {
-            loop {
-                let event = tokio::select! {
-                    _ = tx.closed() => return,
-                    event = feed.next() => event,
-                };
-                let Some(event) = event else { return };
-                if tx.send(event).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(rx)
+        Ok(ChatEvents(Feed::new(self, id, after)))
     }
 
     async fn open_turn_of(&self, access: &OrgAccess, id: ConversationId) -> Result<TurnRecord> {
@@ -1339,14 +1354,9 @@ impl App {
         id: ConversationId,
         catalog: Arc<MemberCatalog>,
     ) -> TurnContext {
-        let enabled = turn.connectors.as_deref().unwrap_or_default();
-        let tools = catalog
-            .tools
-            .iter()
-            .filter(|t| enabled.contains(&t.connector))
-            .cloned()
-            .collect();
         let chat = &self.config.chat;
+        let enabled = turn.connectors.as_deref().unwrap_or_default();
+        let toolbox = catalog.toolbox(enabled, chat.budget);
         let settings = Settings {
             step_limit: chat.step_limit,
             strict: catalog.strict,
@@ -1357,7 +1367,7 @@ impl App {
             org: access.org(),
             user: access.user(),
             conversation: id,
-            toolbox: Toolbox::new(tools, chat.budget),
+            toolbox,
             settings,
             catalog,
             model: OnceCell::new(),
@@ -1738,6 +1748,24 @@ impl ServerRequests for NoMemberPresent {
 
     fn offers_sampling(&self) -> bool {
         true
+    }
+}
+
+/// A conversation's events in order, from [`App::chat_events`].
+pub struct ChatEvents(Feed);
+
+impl ChatEvents {
+    /// The next event; `None` once the app is gone.
+    pub async fn recv(&mut self) -> Option<ChatEvent> {
+        self.0.next().await
+    }
+
+    /// The events as a stream, which ends once the app is gone.
+    pub fn into_stream(self) -> impl futures::Stream<Item = ChatEvent> + Send {
+        futures::stream::unfold(self, |mut events| async move {
+            let event = events.recv().await?;
+            Some((event, events))
+        })
     }
 }
 

@@ -24,7 +24,8 @@ pub use access::{Actor, AdminAccess, Credential, OrgAccess};
 pub use accounts::{IssuedToken, NewSession, OwnerInput, SetupState};
 pub use audit::AuditQuery;
 pub use chat::{
-    Attachment, ChatConfig, ConversationInput, ConversationView, ModelInfo, ModelSettings, TurnView,
+    Attachment, ChatConfig, ChatEvents, ConversationInput, ConversationView, ModelInfo,
+    ModelSettings, TurnView,
 };
 pub use connectors::{ConnectorInput, ConnectorUpdate, FunctionInfo};
 pub use error::{Error, Result};

@@ -32,10 +32,10 @@ pub(crate) async fn append(conn: &mut SqliteConnection, event: &NewAuditEvent) -
 
 /// Adds to `batch` the append of `events`, stamped now, written only if `condition` (which
 /// writes an SQL expression) holds when the statement runs.
-pub(crate) fn push_append<'q>(
-    batch: &mut Batch<'q>,
-    events: &'q [NewAuditEvent],
-    condition: &dyn Fn(&mut Batch<'q>),
+pub(crate) fn push_append(
+    batch: &mut Batch,
+    events: &[NewAuditEvent],
+    condition: &dyn Fn(&mut Batch),
 ) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());

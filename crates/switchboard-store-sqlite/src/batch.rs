@@ -1,126 +1,324 @@
-//! A write transaction sent to SQLite as one command.
+//! Write transactions run by a thread of their own, each as one job.
 //!
-//! sqlx runs each SQLite connection on its own thread, and every query is a trip to that
-//! thread and back. The chat's saves are on the path of every turn, so they are written as one
-//! batch of statements, `BEGIN IMMEDIATE` to `COMMIT`, which the connection's thread runs in a
-//! single trip. A batch cannot branch, so each write in it carries the condition it depends on
-//! in its own `WHERE`; under the writer lock that condition reads the same in every statement,
-//! and when it is false the batch writes nothing and commits an empty transaction.
+//! The chat's saves are on the path of every turn. Through sqlx, every statement of a save
+//! is a message from the connection's thread back to the waiting task, and each message is a
+//! thread wake-up, which costs more than the statement itself. So the chat's writes go to a
+//! [`Writer`] instead: a thread that owns one connection and runs a whole [`Batch`],
+//! `BEGIN IMMEDIATE` to `COMMIT`, for one message there and one back.
 //!
-//! Values are bound to anonymous placeholders in the order they appear across the whole
-//! batch (sqlx's SQLite driver numbers them on from one statement to the next); a value used
-//! twice is bound twice. Numbered placeholders (`?3`) must not be used: the driver does not
-//! bind them past a gap in a statement's numbers.
+//! A batch cannot branch. Each write in it carries the condition it depends on in its own
+//! `WHERE`; under the writer lock that condition reads the same in every statement, and when
+//! it is false the batch writes nothing and commits an empty transaction.
+//!
+//! Values bind to the anonymous placeholders (`?`) of the statement being written, in order.
+//! They take the representation sqlx gives them, so that the pool's queries read back what
+//! a batch wrote: a UUID is its 16 bytes, a time its milliseconds.
 
-use std::fmt::Display;
+use std::fmt::{Display, Write as _};
+use std::path::Path;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{Sqlite, SqliteRow};
-use sqlx::{Encode, QueryBuilder, SqlitePool, Type};
+use rusqlite::types::Value;
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use switchboard_store::{StoreError, StoreResult};
+use tokio::sync::oneshot;
+use uuid::Uuid;
 
-use crate::error::from_sqlx;
+/// Prepared statements the writer keeps: a save's statements differ with the number of
+/// events, messages and audit entries it writes.
+const STATEMENT_CACHE: usize = 64;
 
-/// Statements and their values, run as one write transaction by [`Batch::run`].
-pub(crate) struct Batch<'q> {
-    query: QueryBuilder<'q, Sqlite>,
+/// Statements and their values, run as one write transaction by [`Writer::run`].
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    statements: Vec<Statement>,
+    current: Statement,
 }
 
-impl<'q> Batch<'q> {
+#[derive(Debug, Default)]
+struct Statement {
+    sql: String,
+    values: Vec<Value>,
+}
+
+impl Batch {
     pub(crate) fn new() -> Self {
-        Self {
-            query: QueryBuilder::new("BEGIN IMMEDIATE;\n"),
-        }
+        Self::default()
     }
 
-    /// Appends SQL text.
+    /// Appends SQL text to the statement being written.
     pub(crate) fn push(&mut self, sql: impl Display) -> &mut Self {
-        self.query.push(sql);
+        write!(self.current.sql, "{sql}").expect("writing to a string cannot fail");
         self
     }
 
     /// Appends a placeholder bound to `value`.
-    pub(crate) fn bind<T>(&mut self, value: T) -> &mut Self
-    where
-        T: Encode<'q, Sqlite> + Type<Sqlite> + 'q,
-    {
-        self.query.push_bind(value);
+    pub(crate) fn bind(&mut self, value: impl Bind) -> &mut Self {
+        self.current.sql.push('?');
+        self.current.values.push(value.value());
         self
     }
 
     /// Ends the statement being written.
     pub(crate) fn end(&mut self) -> &mut Self {
-        self.query.push(";\n");
+        self.statements.push(std::mem::take(&mut self.current));
         self
-    }
-
-    /// Runs the statements in one transaction and returns the rows they produced, in order.
-    ///
-    /// On an error the transaction is rolled back before the connection goes back to the
-    /// pool; if the caller stops waiting half-way, the connection is closed instead, which
-    /// rolls back whatever the batch had begun.
-    pub(crate) async fn run(mut self, pool: &SqlitePool) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        self.push("COMMIT").end();
-        let mut conn = Unfinished(Some(pool.acquire().await?));
-        let live = conn
-            .0
-            .as_mut()
-            .expect("the connection is held until the batch ends");
-        let ran = self.query.build().fetch_all(&mut **live).await;
-        if ran.is_err() && sqlx::query("ROLLBACK").execute(&mut **live).await.is_err() {
-            // No transaction was open (the batch failed at `BEGIN`), or the connection is in
-            // doubt: either way it is closed rather than reused, which leaves nothing open.
-            live.close_on_drop();
-        }
-        drop(conn.0.take());
-        ran
     }
 }
 
-/// A connection whose batch has not finished: closed on drop rather than returned to the
-/// pool, since it may still hold an open transaction.
-struct Unfinished(Option<PoolConnection<Sqlite>>);
+/// A value a batch binds, in the representation sqlx gives it in SQLite.
+pub(crate) trait Bind {
+    fn value(self) -> Value;
+}
 
-impl Drop for Unfinished {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.as_mut() {
-            conn.close_on_drop();
-        }
+impl Bind for i64 {
+    fn value(self) -> Value {
+        Value::Integer(self)
     }
+}
+
+impl Bind for &str {
+    fn value(self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+
+impl Bind for String {
+    fn value(self) -> Value {
+        Value::Text(self)
+    }
+}
+
+impl Bind for Uuid {
+    fn value(self) -> Value {
+        Value::Blob(self.as_bytes().to_vec())
+    }
+}
+
+impl<T: Bind> Bind for Option<T> {
+    fn value(self) -> Value {
+        self.map_or(Value::Null, Bind::value)
+    }
+}
+
+/// A row a batch's statement produced: its values by column name.
+#[derive(Debug)]
+pub(crate) struct Row {
+    columns: Arc<[String]>,
+    values: Vec<Value>,
 }
 
 /// Reads an integer column of a batch's row.
-pub(crate) fn int(row: &SqliteRow, column: &str) -> StoreResult<i64> {
-    sqlx::Row::try_get::<Option<i64>, _>(row, column)
-        .map_err(from_sqlx)?
-        .ok_or_else(|| StoreError::Backend(format!("the batch's {column} is missing")))
+pub(crate) fn int(row: &Row, column: &str) -> StoreResult<i64> {
+    let value = row
+        .columns
+        .iter()
+        .position(|c| c == column)
+        .map(|i| &row.values[i]);
+    match value {
+        Some(Value::Integer(n)) => Ok(*n),
+        Some(other) => Err(StoreError::Corrupt(format!(
+            "the batch's {column} is {other:?}, not an integer"
+        ))),
+        None => Err(StoreError::Backend(format!(
+            "the batch's {column} is missing"
+        ))),
+    }
+}
+
+/// A failed batch: a unique key it broke (which the caller names), or anything else.
+#[derive(Debug)]
+pub(crate) enum BatchError {
+    Unique(String),
+    Store(StoreError),
+}
+
+impl BatchError {
+    /// The store's error, a broken unique key being a conflict on `field`.
+    pub(crate) fn unique_as(
+        self,
+        field: &'static str,
+        message: impl FnOnce() -> String,
+    ) -> StoreError {
+        match self {
+            Self::Unique(_) => StoreError::conflict(field, message()),
+            Self::Store(e) => e,
+        }
+    }
+
+    /// The store's error, a broken unique key being a backend error like any other.
+    pub(crate) fn store(self) -> StoreError {
+        match self {
+            Self::Unique(message) => StoreError::Backend(message),
+            Self::Store(e) => e,
+        }
+    }
+}
+
+fn batch_error(e: rusqlite::Error) -> BatchError {
+    const UNIQUE: i32 = 2067;
+    const PRIMARY_KEY: i32 = 1555;
+    match &e {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if matches!(failure.extended_code, UNIQUE | PRIMARY_KEY) =>
+        {
+            BatchError::Unique(e.to_string())
+        }
+        rusqlite::Error::SqliteFailure(failure, _)
+            if matches!(
+                failure.code,
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked
+            ) =>
+        {
+            BatchError::Store(StoreError::Unavailable(e.to_string()))
+        }
+        _ => BatchError::Store(StoreError::Backend(e.to_string())),
+    }
+}
+
+fn closed() -> BatchError {
+    BatchError::Store(StoreError::Unavailable("the store is closed".into()))
+}
+
+enum Job {
+    Run(Batch, oneshot::Sender<Result<Vec<Row>, BatchError>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// The thread that runs batches, one after the other, on its own connection.
+///
+/// A batch runs to its end even when its caller stops waiting: it commits, or it fails and
+/// rolls back. The thread stops when the writer is closed or dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer on the database file at `path`, which must exist, with `busy` as
+    /// its busy timeout.
+    pub(crate) async fn start(path: &Path, busy: Duration) -> StoreResult<Self> {
+        let (jobs, queue) = mpsc::channel();
+        let (ready, opened) = oneshot::channel();
+        let path = path.to_owned();
+        std::thread::Builder::new()
+            .name("sqlite-chat-writer".into())
+            .spawn(move || match open(&path, busy) {
+                Ok(conn) => {
+                    let _ = ready.send(Ok(()));
+                    serve(conn, queue);
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        match opened.await {
+            Ok(Ok(())) => Ok(Self { jobs }),
+            Ok(Err(e)) => Err(batch_error(e).store()),
+            Err(_) => Err(closed().store()),
+        }
+    }
+
+    /// Runs `batch` as one transaction and returns the rows its statements produced, in
+    /// order. On an error, nothing of it is written.
+    pub(crate) async fn run(&self, batch: Batch) -> Result<Vec<Row>, BatchError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Run(batch, reply))
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Closes the connection once the batches sent before have run; later batches fail as
+    /// `Unavailable`.
+    pub(crate) async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.jobs.send(Job::Close(done)).is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+fn open(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+    Ok(conn)
+}
+
+fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(job) = queue.recv() {
+        match job {
+            Job::Run(batch, reply) => {
+                let ran = execute(&mut conn, &batch).map_err(batch_error);
+                // A caller that stopped waiting misses the answer, not the write.
+                let _ = reply.send(ran);
+            }
+            Job::Close(done) => {
+                drop(conn);
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+}
+
+fn execute(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<Vec<Row>> {
+    // Dropped on an error before the commit, the transaction rolls back.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut rows = Vec::new();
+    for statement in &batch.statements {
+        let mut prepared = tx.prepare_cached(&statement.sql)?;
+        let columns: Arc<[String]> = prepared
+            .column_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut produced = prepared.query(rusqlite::params_from_iter(&statement.values))?;
+        while let Some(row) = produced.next()? {
+            let values = (0..columns.len())
+                .map(|i| row.get::<_, Value>(i))
+                .collect::<rusqlite::Result<_>>()?;
+            rows.push(Row {
+                columns: columns.clone(),
+                values,
+            });
+        }
+    }
+    tx.commit()?;
+    Ok(rows)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
+    use sqlx::SqlitePool;
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
     use super::*;
 
-    /// A pool with one connection to a fresh database file, so that every batch and check
-    /// below runs on the connection the previous one left behind.
-    async fn one_connection(dir: &tempfile::TempDir) -> SqlitePool {
+    /// A writer on a fresh database file and a pool to read it back with.
+    async fn writer(dir: &tempfile::TempDir) -> (Writer, SqlitePool) {
+        let path = dir.path().join("batch.db");
         let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("batch.db"))
-            .create_if_missing(true)
-            .busy_timeout(Duration::from_secs(10));
+            .filename(&path)
+            .create_if_missing(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
             .await
             .unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY, id BLOB)")
             .execute(&pool)
             .await
             .unwrap();
-        pool
+        let writer = Writer::start(&path, Duration::from_secs(10)).await.unwrap();
+        (writer, pool)
     }
 
     async fn values(pool: &SqlitePool) -> Vec<i64> {
@@ -130,7 +328,7 @@ mod tests {
             .unwrap()
     }
 
-    fn insert(batch: &mut Batch<'_>, x: i64) {
+    fn insert(batch: &mut Batch, x: i64) {
         batch
             .push("INSERT INTO t (x) VALUES (")
             .bind(x)
@@ -139,15 +337,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn values_bind_in_order_across_statements_and_rows_come_back() {
+    async fn values_bind_in_order_and_rows_come_back() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = one_connection(&dir).await;
+        let (writer, pool) = writer(&dir).await;
         let mut batch = Batch::new();
         insert(&mut batch, 1);
         batch
             .push("SELECT ")
             .bind(7_i64)
-            .push(" AS a, (SELECT count(*) FROM t) AS n")
+            .push(" AS a, (SELECT count(*) FROM t) AS n, ")
+            .bind("text")
+            .push(" AS s")
             .end();
         insert(&mut batch, 2);
         batch
@@ -155,38 +355,67 @@ mod tests {
             .bind(0_i64)
             .push(" = 1")
             .end();
-        let rows = batch.run(&pool).await.unwrap();
+        let rows = writer.run(batch).await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(
             (int(&rows[0], "a").unwrap(), int(&rows[0], "n").unwrap()),
             (7, 1)
         );
+        assert!(matches!(int(&rows[0], "s"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(int(&rows[0], "b"), Err(StoreError::Backend(_))));
         assert_eq!(values(&pool).await, [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn uuids_and_nulls_read_back_through_sqlx() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, pool) = writer(&dir).await;
+        let id = Uuid::new_v4();
+        let mut batch = Batch::new();
+        for (x, id) in [(1, Some(id)), (2, None)] {
+            batch
+                .push("INSERT INTO t (x, id) VALUES (")
+                .bind(x)
+                .push(", ")
+                .bind(id)
+                .push(")")
+                .end();
+        }
+        writer.run(batch).await.unwrap();
+        let read: Vec<Option<Uuid>> = sqlx::query_scalar("SELECT id FROM t ORDER BY x")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(read, [Some(id), None]);
     }
 
     #[tokio::test]
     async fn a_failing_statement_rolls_back_the_whole_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = one_connection(&dir).await;
+        let (writer, pool) = writer(&dir).await;
         let mut batch = Batch::new();
         insert(&mut batch, 1);
         insert(&mut batch, 1);
-        let Err(error) = batch.run(&pool).await else {
+        let Err(error) = writer.run(batch).await else {
             panic!("a batch that breaks a unique key succeeded");
         };
-        assert!(error.to_string().contains("UNIQUE"), "{error}");
+        let error = error.unique_as("x", || "x is taken".into());
+        assert!(
+            matches!(&error, StoreError::Conflict { field: "x", .. }),
+            "{error:?}"
+        );
         assert_eq!(values(&pool).await, Vec::<i64>::new());
         // The connection came back without a transaction: the next batch writes.
         let mut batch = Batch::new();
         insert(&mut batch, 2);
-        batch.run(&pool).await.unwrap();
+        writer.run(batch).await.unwrap();
         assert_eq!(values(&pool).await, [2]);
     }
 
     #[tokio::test]
-    async fn a_batch_abandoned_half_way_leaves_nothing_open() {
+    async fn a_batch_whose_caller_stops_waiting_still_commits_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = one_connection(&dir).await;
+        let (writer, pool) = writer(&dir).await;
         let mut batch = Batch::new();
         insert(&mut batch, 1);
         // Long enough to be abandoned while it runs (a few hundred milliseconds).
@@ -197,16 +426,39 @@ mod tests {
             )
             .end();
         insert(&mut batch, 2);
-        let abandoned = tokio::time::timeout(Duration::from_millis(50), batch.run(&pool)).await;
+        let abandoned = tokio::time::timeout(Duration::from_millis(50), writer.run(batch)).await;
         assert!(
             abandoned.is_err(),
             "the batch finished before it was abandoned"
         );
-        // Its connection is closed once the statement under way ends, which rolls back; the
-        // next batch waits for the writer lock meanwhile, then writes.
+        // The next batch runs after it, on the same connection, with nothing left open.
         let mut batch = Batch::new();
         insert(&mut batch, 3);
-        batch.run(&pool).await.unwrap();
-        assert_eq!(values(&pool).await, [3]);
+        writer.run(batch).await.unwrap();
+        assert_eq!(values(&pool).await, [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_closed_writer_refuses_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, pool) = writer(&dir).await;
+        let mut batch = Batch::new();
+        insert(&mut batch, 1);
+        writer.run(batch).await.unwrap();
+        writer.close().await;
+        let mut batch = Batch::new();
+        insert(&mut batch, 2);
+        let refused = writer.run(batch).await.unwrap_err().store();
+        assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
+        assert_eq!(values(&pool).await, [1]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_reported_when_the_writer_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Writer::start(&dir.path().join("none.db"), Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
     }
 }

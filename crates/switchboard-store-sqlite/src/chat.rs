@@ -20,7 +20,7 @@ use switchboard_store::{
     StoredChatModel, TurnSave,
 };
 
-use crate::batch::{Batch, int};
+use crate::batch::{Batch, BatchError, Writer, int};
 use crate::connectors::check_scope;
 use crate::error::DbResultExt;
 use crate::rows::{
@@ -317,15 +317,15 @@ pub(crate) async fn chat_messages(
 /// `updated_at`. The caller reads the counters earlier in the same batch to know the numbers
 /// given (see [`numbered`]).
 #[allow(clippy::too_many_arguments)]
-fn push_appends<'q>(
-    batch: &mut Batch<'q>,
+fn push_appends(
+    batch: &mut Batch,
     conversation: ConversationId,
     turn: TurnId,
-    events: &'q [NewChatEvent],
-    messages: &'q [Value],
+    events: &[NewChatEvent],
+    messages: &[Value],
     at: Timestamp,
     touch: Option<Timestamp>,
-    condition: &dyn Fn(&mut Batch<'q>),
+    condition: &dyn Fn(&mut Batch),
 ) -> StoreResult<()> {
     let (event_count, message_count) = (events.len(), messages.len());
     let events = events
@@ -380,15 +380,15 @@ fn push_appends<'q>(
 /// number, the turn, the values `row` binds (read back as `values`) and the time. Nothing is
 /// added for no rows.
 #[allow(clippy::too_many_arguments)]
-fn push_numbered<'q, T>(
-    batch: &mut Batch<'q>,
+fn push_numbered<T>(
+    batch: &mut Batch,
     table: &str,
     counter: &str,
     values: &str,
     (conversation, turn, at): (ConversationId, TurnId, Timestamp),
     rows: Vec<T>,
-    row: impl Fn(&mut Batch<'q>, T),
-    condition: &dyn Fn(&mut Batch<'q>),
+    row: impl Fn(&mut Batch, T),
+    condition: &dyn Fn(&mut Batch),
 ) {
     if rows.is_empty() {
         return;
@@ -500,7 +500,7 @@ fn turn_open() -> StoreError {
 }
 
 pub(crate) async fn start_turn(
-    pool: &SqlitePool,
+    writer: &Writer,
     turn: &TurnRecord,
     events: &[NewChatEvent],
     generation: i64,
@@ -510,7 +510,7 @@ pub(crate) async fn start_turn(
     // its error) to reporting a taken id.
     let (id, c) = (turn.id.0, turn.conversation_id.0);
     let (org, user) = (turn.org_id.0, turn.user_id.0);
-    let found = |b: &mut Batch<'_>| {
+    let found = |b: &mut Batch| {
         b.push("EXISTS (SELECT 1 FROM conversations WHERE id = ")
             .bind(c)
             .push(" AND org_id = ")
@@ -519,10 +519,10 @@ pub(crate) async fn start_turn(
             .bind(user)
             .push(")");
     };
-    let current = |b: &mut Batch<'_>| {
+    let current = |b: &mut Batch| {
         b.push(GENERATION).bind(org).push("), 0)");
     };
-    let busy = |b: &mut Batch<'_>| {
+    let busy = |b: &mut Batch| {
         b.push("EXISTS (SELECT 1 FROM chat_turns WHERE conversation_id = ")
             .bind(c)
             .push(" AND status IN ('running', 'waiting'))");
@@ -567,7 +567,7 @@ pub(crate) async fn start_turn(
     batch.push(" = ").bind(generation).push(" AND NOT ");
     busy(&mut batch);
     batch.end();
-    let started = |b: &mut Batch<'_>| {
+    let started = |b: &mut Batch| {
         b.push("EXISTS (SELECT 1 FROM chat_turns WHERE id = ")
             .bind(id)
             .push(")");
@@ -582,10 +582,10 @@ pub(crate) async fn start_turn(
         Some(turn.created_at),
         &started,
     )?;
-    let rows = batch
-        .run(pool)
+    let rows = writer
+        .run(batch)
         .await
-        .unique_as("turn", || "a turn with this id already exists".to_owned())?;
+        .map_err(|e| e.unique_as("turn", || "a turn with this id already exists".to_owned()))?;
     let read = rows.first().ok_or_else(|| missing("start_turn"))?;
     if int(read, "found")? == 0 {
         return Err(StoreError::NotFound("conversation"));
@@ -635,7 +635,7 @@ pub(crate) async fn open_turn(
 }
 
 pub(crate) async fn save_turn(
-    pool: &SqlitePool,
+    writer: &Writer,
     save: &TurnSave<'_>,
 ) -> StoreResult<Option<Vec<ChatEvent>>> {
     // One batch (see `batch`): whether the turn is still at the caller's version and policy
@@ -643,7 +643,7 @@ pub(crate) async fn save_turn(
     // condition reads the same in each statement.
     let (id, c) = (save.id.0, save.conversation.0);
     let (version, generation) = (save.version, save.policy_generation);
-    let current = |b: &mut Batch<'_>| {
+    let current = |b: &mut Batch| {
         b.push("EXISTS (SELECT 1 FROM chat_turns t WHERE t.id = ")
             .bind(id)
             .push(" AND t.conversation_id = ")
@@ -693,8 +693,10 @@ pub(crate) async fn save_turn(
         .push(" AND ");
     current(&mut batch);
     batch.end();
-    let rows = batch.run(pool).await.unique_as("turn", || {
-        "the conversation already has a turn in progress".to_owned()
+    let rows = writer.run(batch).await.map_err(|e| {
+        e.unique_as("turn", || {
+            "the conversation already has a turn in progress".to_owned()
+        })
     })?;
     let read = rows.first().ok_or_else(|| missing("save_turn"))?;
     if int(read, "current")? == 0 {
@@ -731,12 +733,12 @@ pub(crate) async fn extend_turn_lease(
 }
 
 pub(crate) async fn append_chat_events(
-    pool: &SqlitePool,
+    writer: &Writer,
     conversation: ConversationId,
     turn: TurnId,
     events: &[NewChatEvent],
 ) -> StoreResult<Vec<ChatEvent>> {
-    let found = |b: &mut Batch<'_>| {
+    let found = |b: &mut Batch| {
         b.push("EXISTS (SELECT 1 FROM chat_turns WHERE id = ")
             .bind(turn.0)
             .push(" AND conversation_id = ")
@@ -762,7 +764,7 @@ pub(crate) async fn append_chat_events(
         None,
         &found,
     )?;
-    let rows = batch.run(pool).await.db()?;
+    let rows = writer.run(batch).await.map_err(BatchError::store)?;
     let read = rows.first().ok_or_else(|| missing("append_chat_events"))?;
     if int(read, "found")? == 0 {
         return Err(StoreError::NotFound("turn"));

@@ -7,6 +7,9 @@
 //! then queue on the busy timeout instead of failing when one tries to upgrade a read lock, and
 //! a check made inside the transaction (such as "an owner remains") cannot be raced.
 //!
+//! The chat's writes, which are on the path of every turn, go to a thread of their own with
+//! its own connection (`batch`); everything else goes through sqlx's pool.
+//!
 //! Layout: one module per part of the trait; `rows` knows how values are laid out in rows,
 //! `error` how sqlx errors become [`StoreError`]s.
 
@@ -23,6 +26,7 @@ mod orgs;
 mod rows;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,7 +49,9 @@ use switchboard_store::{
     PendingAuthorization, Resealer, Snapshot, Store, StoreError, StoreResult, StoredChatModel,
     StoredCredential, StoredOAuthClient, TurnSave,
 };
+use tempfile::TempDir;
 
+use crate::batch::Writer;
 use crate::error::{DbResultExt, migrate_error};
 
 /// The migrations in this crate's `migrations/` folder, compiled in.
@@ -62,17 +68,19 @@ const FILE_CONNECTIONS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// One connection for the chat's writes, which are on the path of every turn: its page
-    /// cache survives its own commits, where the pool's connections, taken in turn, find
-    /// theirs out of date after every write and read the pages again. Writes queue on
-    /// SQLite's single writer lock either way, so one connection costs them nothing.
-    chat_writer: SqlitePool,
+    /// The chat's writes, on a thread and connection of their own (see `batch`). Writes
+    /// queue on SQLite's single writer lock either way, so one connection costs them nothing,
+    /// and its page cache survives its own commits.
+    chat_writer: Writer,
+    /// The temporary directory of a private database (`sqlite::memory:`), removed with the
+    /// last copy of the store.
+    _scratch: Option<Arc<TempDir>>,
 }
 
 /// What a connection of the pool reports about its settings, for diagnostics and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionSettings {
-    /// `PRAGMA journal_mode`: `wal` for a database file, `memory` for an in-memory database.
+    /// `PRAGMA journal_mode`: `wal`.
     pub journal_mode: String,
     /// `PRAGMA foreign_keys`.
     pub foreign_keys: bool,
@@ -82,7 +90,7 @@ pub struct ConnectionSettings {
     pub synchronous: i64,
 }
 
-/// Whether a location names an in-memory database rather than a file.
+/// Whether a location asks for an in-memory database: a private one, see [`SqliteStore::open`].
 fn is_memory(location: &str) -> bool {
     location == ":memory:" || location.contains(":memory:") || location.contains("mode=memory")
 }
@@ -99,55 +107,55 @@ pub(crate) async fn begin_read(pool: &SqlitePool) -> StoreResult<Transaction<'st
 
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `url_or_path`: a `sqlite:` URL such as
-    /// `sqlite://data/switchboard.db` or `sqlite::memory:`, or a plain file path.
+    /// `sqlite://data/switchboard.db`, or a plain file path.
+    ///
+    /// `sqlite::memory:` opens a private database that lasts as long as the store. It is kept
+    /// in a file of a temporary directory, removed when the store is dropped, rather than in
+    /// memory: the chat's writer and the pool need two connections to the same database,
+    /// which an in-memory database cannot give them.
     ///
     /// Does not apply migrations; call [`Store::migrate`] before use.
     pub async fn open(url_or_path: &str) -> StoreResult<Self> {
-        let options = if url_or_path.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(url_or_path).map_err(|e| {
+        let (options, scratch) = if is_memory(url_or_path) {
+            let dir = tempfile::Builder::new()
+                .prefix("switchboard-")
+                .tempdir()
+                .map_err(|e| StoreError::Backend(format!("cannot make a private database: {e}")))?;
+            let options = SqliteConnectOptions::new().filename(dir.path().join("private.db"));
+            (options, Some(Arc::new(dir)))
+        } else if url_or_path.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url_or_path).map_err(|e| {
                 StoreError::Backend(format!("invalid sqlite location {url_or_path:?}: {e}"))
-            })?
+            })?;
+            (options, None)
         } else {
-            SqliteConnectOptions::new().filename(url_or_path)
+            (SqliteConnectOptions::new().filename(url_or_path), None)
         };
         let options = options
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .synchronous(SqliteSynchronous::Normal);
-        if is_memory(url_or_path) {
-            // An in-memory database lives as long as a connection to it, and each connection
-            // would otherwise see its own: keep exactly one, forever. WAL does not apply.
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options)
-                .await
-                .db()?;
-            return Ok(Self {
-                chat_writer: pool.clone(),
-                pool,
-            });
-        }
         // A connection to a local file does not go away unnoticed, so it is not tested with
         // a round trip to its worker thread each time it is taken from the pool.
         let options = options.journal_mode(SqliteJournalMode::Wal);
-        let file_pool = |connections: u32| {
-            SqlitePoolOptions::new()
-                .max_connections(connections)
-                .test_before_acquire(false)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options.clone())
-        };
-        let pool = file_pool(FILE_CONNECTIONS).await.db()?;
-        let chat_writer = file_pool(1).await.db()?;
-        Ok(Self { pool, chat_writer })
+        let pool = SqlitePoolOptions::new()
+            .max_connections(FILE_CONNECTIONS)
+            .test_before_acquire(false)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .db()?;
+        let chat_writer = Writer::start(options.get_filename(), BUSY_TIMEOUT).await?;
+        Ok(Self {
+            pool,
+            chat_writer,
+            _scratch: scratch,
+        })
     }
 
-    /// Opens a private in-memory database and applies the migrations: for tests.
+    /// Opens a private database (see [`SqliteStore::open`]) and applies the migrations: for
+    /// tests.
     pub async fn open_in_memory() -> StoreResult<Self> {
         let store = Self::open("sqlite::memory:").await?;
         store.migrate().await?;

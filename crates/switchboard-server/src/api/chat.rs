@@ -313,8 +313,11 @@ pub(crate) async fn conversation_events(
         })?,
         None => 0,
     };
-    let mut rx = state.app.chat_events(&access, id, after).await?;
-    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    let stream = state
+        .app
+        .chat_events(&access, id, after)
+        .await?
+        .into_stream()
         .map(|e: ChatEvent| Ok::<_, Infallible>(sse_event(&e)));
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())

@@ -69,7 +69,7 @@ async fn a_plain_path_creates_the_file() {
 }
 
 #[tokio::test]
-async fn in_memory_databases_are_private_and_keep_their_data() {
+async fn memory_databases_are_private_and_keep_their_data() {
     let one = SqliteStore::open_in_memory().await.unwrap();
     let two = SqliteStore::open_in_memory().await.unwrap();
     one.set_instance_setting("k", Some("one")).await.unwrap();
@@ -78,9 +78,10 @@ async fn in_memory_databases_are_private_and_keep_their_data() {
         one.instance_setting("k").await.unwrap().as_deref(),
         Some("one")
     );
+    // Kept in a temporary file, so that the chat's writer shares it: set up as any file.
     let settings = one.connection_settings().await.unwrap();
     assert!(settings.foreign_keys);
-    assert_eq!(settings.journal_mode, "memory");
+    assert_eq!(settings.journal_mode, "wal");
 }
 
 #[tokio::test]
