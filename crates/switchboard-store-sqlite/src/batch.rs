@@ -118,11 +118,11 @@ pub(crate) fn int(row: &Row, column: &str) -> StoreResult<i64> {
         .map(|i| &row.values[i]);
     match value {
         Some(Value::Integer(n)) => Ok(*n),
+        Some(Value::Null) | None => Err(StoreError::Backend(format!(
+            "the batch's {column} is missing"
+        ))),
         Some(other) => Err(StoreError::Corrupt(format!(
             "the batch's {column} is {other:?}, not an integer"
-        ))),
-        None => Err(StoreError::Backend(format!(
-            "the batch's {column} is missing"
         ))),
     }
 }
@@ -270,6 +270,10 @@ fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
 }
 
 fn execute(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<Vec<Row>> {
+    if !conn.is_autocommit() {
+        // A rollback that failed after an earlier batch left its transaction open.
+        conn.execute_batch("ROLLBACK")?;
+    }
     // Dropped on an error before the commit, the transaction rolls back.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut rows = Vec::new();
