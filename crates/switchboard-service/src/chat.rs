@@ -772,7 +772,7 @@ impl App {
         self.store
             .conversation(access.org(), access.user(), id)
             .await?;
-        Ok(ChatEvents(Feed::new(self, id, after)))
+        Ok(ChatEvents::new(self, id, after))
     }
 
     async fn open_turn_of(&self, access: &OrgAccess, id: ConversationId) -> Result<TurnRecord> {
@@ -1632,12 +1632,12 @@ impl MemberRequests {
             }
         };
         app.notify(self.conversation, &stored);
-        let mut feed = Feed::new(&app, self.conversation, stored.last().map_or(0, |e| e.seq));
+        let mut feed = ChatEvents::new(&app, self.conversation, stored.last().map_or(0, |e| e.seq));
         drop(app);
         let deadline = tokio::time::Instant::now() + ELICITATION_WAIT;
         loop {
             let e = tokio::select! {
-                e = feed.next() => e?,
+                e = feed.recv() => e?,
                 _ = tokio::time::sleep_until(deadline) => return None,
             };
             if e.kind == ask.answered() && e.data[ask.id_field()] == request_id.as_str() {
@@ -1751,28 +1751,10 @@ impl ServerRequests for NoMemberPresent {
     }
 }
 
-/// A conversation's events in order, from [`App::chat_events`].
-pub struct ChatEvents(Feed);
-
-impl ChatEvents {
-    /// The next event; `None` once the app is gone.
-    pub async fn recv(&mut self) -> Option<ChatEvent> {
-        self.0.next().await
-    }
-
-    /// The events as a stream, which ends once the app is gone.
-    pub fn into_stream(self) -> impl futures::Stream<Item = ChatEvent> + Send {
-        futures::stream::unfold(self, |mut events| async move {
-            let event = events.recv().await?;
-            Some((event, events))
-        })
-    }
-}
-
-/// A conversation's events in order from a given point: handed over in process as this
-/// process stores them, and read from the database to fill a gap and, every `POLL`, for
-/// events other processes stored.
-struct Feed {
+/// A conversation's events in order from a given point ([`App::chat_events`]): handed over
+/// in process as this process stores them, and read from the database to fill a gap and,
+/// every `POLL`, for events other processes stored. Its reader polls it directly.
+pub struct ChatEvents {
     app: Weak<App>,
     conversation: ConversationId,
     last: i64,
@@ -1781,7 +1763,7 @@ struct Feed {
     read: bool,
 }
 
-impl Feed {
+impl ChatEvents {
     /// Events after `after`; subscribes before the first read, so nothing falls between.
     fn new(app: &Arc<App>, conversation: ConversationId, after: i64) -> Self {
         Self {
@@ -1795,7 +1777,7 @@ impl Feed {
     }
 
     /// The next event; `None` once the app is gone.
-    async fn next(&mut self) -> Option<ChatEvent> {
+    pub async fn recv(&mut self) -> Option<ChatEvent> {
         loop {
             if let Some(event) = self.backlog.pop_front() {
                 self.last = event.seq;
@@ -1834,6 +1816,14 @@ impl Feed {
                 _ = tokio::time::sleep(POLL) => self.read = true,
             }
         }
+    }
+
+    /// The events as a stream, which ends once the app is gone.
+    pub fn into_stream(self) -> impl futures::Stream<Item = ChatEvent> + Send {
+        futures::stream::unfold(self, |mut events| async move {
+            let event = events.recv().await?;
+            Some((event, events))
+        })
     }
 }
 

@@ -20,10 +20,12 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use switchboard_store::{StoreError, StoreResult};
 use tokio::sync::oneshot;
 use uuid::Uuid;
+
+use crate::error::{breaks_unique_key, from_rusqlite};
 
 /// Prepared statements the writer keeps: a save's statements differ with the number of
 /// events, messages and audit entries it writes.
@@ -157,23 +159,10 @@ impl BatchError {
 }
 
 fn batch_error(e: rusqlite::Error) -> BatchError {
-    const UNIQUE: i32 = 2067;
-    const PRIMARY_KEY: i32 = 1555;
-    match &e {
-        rusqlite::Error::SqliteFailure(failure, _)
-            if matches!(failure.extended_code, UNIQUE | PRIMARY_KEY) =>
-        {
-            BatchError::Unique(e.to_string())
-        }
-        rusqlite::Error::SqliteFailure(failure, _)
-            if matches!(
-                failure.code,
-                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked
-            ) =>
-        {
-            BatchError::Store(StoreError::Unavailable(e.to_string()))
-        }
-        _ => BatchError::Store(StoreError::Backend(e.to_string())),
+    if breaks_unique_key(&e) {
+        BatchError::Unique(e.to_string())
+    } else {
+        BatchError::Store(from_rusqlite(&e))
     }
 }
 
@@ -440,6 +429,27 @@ mod tests {
         insert(&mut batch, 3);
         writer.run(batch).await.unwrap();
         assert_eq!(values(&pool).await, [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_lock_held_past_the_busy_timeout_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, pool) = writer(&dir).await;
+        let impatient = Writer::start(&dir.path().join("batch.db"), Duration::from_millis(50))
+            .await
+            .unwrap();
+        let mut holder = pool.acquire().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let mut batch = Batch::new();
+        insert(&mut batch, 1);
+        let refused = impatient.run(batch).await.unwrap_err().store();
+        assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
+        sqlx::query("ROLLBACK").execute(&mut *holder).await.unwrap();
+        drop(holder);
+        assert_eq!(values(&pool).await, Vec::<i64>::new());
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
-//! How sqlx errors become [`StoreError`]s, so every query maps failures the same way.
+//! How sqlx errors (and the chat writer's rusqlite errors) become [`StoreError`]s, so every
+//! query maps failures the same way.
 
 use std::fmt::Display;
 
@@ -9,6 +10,9 @@ use switchboard_store::{StoreError, StoreResult};
 /// `SQLITE_LOCKED`. Extended codes keep the primary code in their low byte.
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
+/// The extended result codes of a broken unique key: a unique index, or a primary key.
+const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
+const SQLITE_CONSTRAINT_PRIMARYKEY: i32 = 1555;
 
 /// Converts a sqlx error into the store's vocabulary.
 ///
@@ -32,7 +36,34 @@ pub(crate) fn from_sqlx(e: sqlx::Error) -> StoreError {
 fn is_busy(db: &dyn DatabaseError) -> bool {
     db.code()
         .and_then(|code| code.parse::<i32>().ok())
-        .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
+        .is_some_and(busy_code)
+}
+
+fn busy_code(code: i32) -> bool {
+    matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED)
+}
+
+/// Converts a rusqlite error as [`from_sqlx`] converts sqlx's: lock contention that outlasted
+/// the busy timeout is `Unavailable`, the rest is `Backend`.
+pub(crate) fn from_rusqlite(e: &rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(failure, _) if busy_code(failure.extended_code) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// Whether a rusqlite error is a broken unique key.
+pub(crate) fn breaks_unique_key(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if matches!(
+                failure.extended_code,
+                SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY
+            )
+    )
 }
 
 fn kind_of(e: &sqlx::Error) -> Option<ErrorKind> {
