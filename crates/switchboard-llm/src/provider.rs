@@ -2,6 +2,7 @@
 //! as an event stream and turned into [`ModelEvent`]s.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, Response};
@@ -144,6 +145,28 @@ async fn error_answer(response: Response) -> LlmError {
     status_error(status.as_u16(), message)
 }
 
+/// How long, and how much of it, the rest of an answer after `[DONE]` is read: normally just
+/// the end of the body, which follows at once.
+const END_WAIT: Duration = Duration::from_millis(250);
+const END_BYTES: usize = 64 * 1024;
+
+/// Reads a complete answer to the end of its body, so that its connection goes back to the
+/// client's pool for the next request instead of being closed (against a real provider, a new
+/// connection is a new TLS handshake). An answer that goes on past the limits is dropped,
+/// which closes its connection.
+async fn read_to_end(mut response: Response) {
+    let mut left = END_BYTES;
+    let rest = async {
+        while let Ok(Some(bytes)) = response.chunk().await {
+            left = left.saturating_sub(bytes.len());
+            if left == 0 {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(END_WAIT, rest).await;
+}
+
 /// What the stream holds between polls.
 struct StreamState {
     /// The answer being read; `None` once the reply is complete.
@@ -152,11 +175,14 @@ struct StreamState {
     reply: Option<ReplyBuilder>,
     /// Events decoded but not yet handed out.
     queue: VecDeque<Result<ModelEvent, LlmError>>,
+    /// The reply, complete at `[DONE]`, handed out once the body has ended.
+    done: Option<Result<ModelEvent, LlmError>>,
     api_key: Option<ApiKey>,
 }
 
-/// The reply as a stream. Dropping it drops the response, which closes the connection (or
-/// resets the HTTP/2 stream), so the provider stops generating.
+/// The reply as a stream. Dropping it before the reply is complete drops the response, which
+/// closes the connection (or resets the HTTP/2 stream), so the provider stops generating; a
+/// complete reply's connection is kept for the next request (see [`read_to_end`]).
 fn reply_stream(response: Response, limits: Limits, api_key: Option<ApiKey>) -> ReplyStream {
     let state = StreamState {
         response: Some(response),
@@ -165,6 +191,7 @@ fn reply_stream(response: Response, limits: Limits, api_key: Option<ApiKey>) -> 
         decoder: SseDecoder::new(limits.max_reply_bytes.saturating_add(64 * 1024)),
         reply: Some(ReplyBuilder::new(limits.max_reply_bytes)),
         queue: VecDeque::new(),
+        done: None,
         api_key,
     };
     Box::pin(futures::stream::unfold(state, |mut state| async move {
@@ -172,6 +199,13 @@ fn reply_stream(response: Response, limits: Limits, api_key: Option<ApiKey>) -> 
             if let Some(item) = state.queue.pop_front() {
                 let item = item.map_err(|e| scrub(e, state.api_key.as_ref()));
                 return Some((item, state));
+            }
+            if let Some(done) = state.done.take() {
+                if let Some(response) = state.response.take() {
+                    read_to_end(response).await;
+                }
+                state.queue.push_back(done);
+                continue;
             }
             let response = state.response.as_mut()?;
             match response.chunk().await {
@@ -203,6 +237,7 @@ impl StreamState {
     /// The answer ended without `[DONE]`: a reply whose finish reason came is complete (some
     /// OpenAI-compatible servers leave `[DONE]` out), any other was cut off.
     fn end(&mut self) {
+        self.response = None;
         let mut events = Vec::new();
         self.decoder.finish(&mut events);
         self.handle(events);
@@ -210,7 +245,7 @@ impl StreamState {
             return;
         };
         if reply.has_finished() {
-            self.complete(reply);
+            self.queue.push_back(reply.build().map(ModelEvent::Done));
         } else {
             self.fail(LlmError::Unreachable(
                 "the reply was cut off before it finished".into(),
@@ -225,7 +260,7 @@ impl StreamState {
             };
             if data.trim() == "[DONE]" {
                 let reply = self.reply.take().expect("checked above");
-                self.complete(reply);
+                self.done = Some(reply.build().map(ModelEvent::Done));
                 return;
             }
             let chunk = match serde_json::from_str::<Chunk>(&data) {
@@ -251,12 +286,6 @@ impl StreamState {
                 Err(err) => return self.fail(err),
             }
         }
-    }
-
-    fn complete(&mut self, reply: ReplyBuilder) {
-        let done = reply.build().map(ModelEvent::Done);
-        self.queue.push_back(done);
-        self.response = None;
     }
 
     /// Ends the stream with `err`, after the events already decoded.

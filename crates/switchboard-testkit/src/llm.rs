@@ -11,12 +11,14 @@
 //! chunk. Errors come in each provider's JSON error shape, and Mistral refuses unknown request
 //! fields with 422, as the real API does.
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -187,6 +189,8 @@ struct DoubleState {
     ids: AtomicU64,
     completed: AtomicU64,
     cancelled: AtomicU64,
+    /// The client addresses requests came from: one per connection.
+    peers: Mutex<HashSet<SocketAddr>>,
     shutdown: CancellationToken,
 }
 
@@ -215,6 +219,7 @@ impl LlmDouble {
             ids: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
+            peers: Mutex::default(),
             shutdown: CancellationToken::new(),
         });
         let router = axum::Router::new()
@@ -228,7 +233,8 @@ impl LlmDouble {
         let task = tokio::spawn({
             let shutdown = state.shutdown.clone();
             async move {
-                let _ = axum::serve(listener, router)
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                let _ = axum::serve(listener, service)
                     .with_graceful_shutdown(shutdown.cancelled_owned())
                     .await;
             }
@@ -271,6 +277,11 @@ impl LlmDouble {
         received.iter().map(|r| r.authorization.clone()).collect()
     }
 
+    /// How many connections the chat endpoint's requests came over.
+    pub fn connections(&self) -> usize {
+        self.state.peers.lock().expect("peers lock").len()
+    }
+
     /// How many streamed answers were sent to their end.
     pub fn completed(&self) -> u64 {
         self.state.completed.load(Ordering::SeqCst)
@@ -308,7 +319,13 @@ async fn not_found(State(state): State<Arc<DoubleState>>) -> Response {
     error_response(state.kind, StatusCode::NOT_FOUND, "no such endpoint")
 }
 
-async fn chat(State(state): State<Arc<DoubleState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat(
+    State(state): State<Arc<DoubleState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.peers.lock().expect("peers lock").insert(peer);
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return error_response(
             state.kind,

@@ -159,3 +159,21 @@ async fn mistral_refuses_openai_only_fields_like_the_real_api() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 422);
 }
+
+#[tokio::test]
+async fn one_connection_serves_one_request_after_another() {
+    for kind in KINDS {
+        let double = LlmDouble::start(kind, |_| Scripted::text("Hello there")).await;
+        let model = model(&double, None);
+        for _ in 0..3 {
+            let got = collect(model.as_ref(), &ask("hi")).await;
+            assert_eq!(got.reply().content, "Hello there", "{kind}");
+        }
+        assert_eq!(double.completed(), 3, "{kind}");
+        assert_eq!(
+            double.connections(),
+            1,
+            "{kind}: a reply's connection was not kept"
+        );
+    }
+}
