@@ -1,4 +1,5 @@
-//! Write transactions run by a thread of their own, each as one job.
+//! The chat's own SQLite connections, beside the pool: write transactions run by a thread of
+//! their own, each as one job ([`Writer`]), and reads run on the caller's thread ([`Readers`]).
 //!
 //! The chat's saves are on the path of every turn. Through sqlx, every statement of a save
 //! is a message from the connection's thread back to the waiting task, and each message is a
@@ -15,8 +16,8 @@
 //! a batch wrote: a UUID is its 16 bytes, a time its milliseconds.
 
 use std::fmt::{Display, Write as _};
-use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use rusqlite::types::Value;
@@ -111,21 +112,13 @@ pub(crate) struct Row {
     values: Vec<Value>,
 }
 
-/// Reads an integer column of a batch's row.
-pub(crate) fn int(row: &Row, column: &str) -> StoreResult<i64> {
-    let value = row
-        .columns
-        .iter()
-        .position(|c| c == column)
-        .map(|i| &row.values[i]);
-    match value {
-        Some(Value::Integer(n)) => Ok(*n),
-        Some(Value::Null) | None => Err(StoreError::Backend(format!(
-            "the batch's {column} is missing"
-        ))),
-        Some(other) => Err(StoreError::Corrupt(format!(
-            "the batch's {column} is {other:?}, not an integer"
-        ))),
+impl Row {
+    /// The value of `column`; `None` when the row has no such column.
+    pub(crate) fn value(&self, column: &str) -> Option<&Value> {
+        self.columns
+            .iter()
+            .position(|c| c == column)
+            .map(|i| &self.values[i])
     }
 }
 
@@ -267,24 +260,120 @@ fn execute(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<Vec<Row>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut rows = Vec::new();
     for statement in &batch.statements {
-        let mut prepared = tx.prepare_cached(&statement.sql)?;
-        let columns: Arc<[String]> = prepared
-            .column_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let mut produced = prepared.query(rusqlite::params_from_iter(&statement.values))?;
-        while let Some(row) = produced.next()? {
-            let values = (0..columns.len())
-                .map(|i| row.get::<_, Value>(i))
-                .collect::<rusqlite::Result<_>>()?;
-            rows.push(Row {
-                columns: columns.clone(),
-                values,
-            });
-        }
+        produce(&tx, statement, &mut rows)?;
     }
     tx.commit()?;
+    Ok(rows)
+}
+
+/// Runs one statement of a batch, adding the rows it produced to `rows`.
+fn produce(conn: &Connection, statement: &Statement, rows: &mut Vec<Row>) -> rusqlite::Result<()> {
+    let mut prepared = conn.prepare_cached(&statement.sql)?;
+    let columns: Arc<[String]> = prepared
+        .column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut produced = prepared.query(rusqlite::params_from_iter(&statement.values))?;
+    while let Some(row) = produced.next()? {
+        let values = (0..columns.len())
+            .map(|i| row.get::<_, Value>(i))
+            .collect::<rusqlite::Result<_>>()?;
+        rows.push(Row {
+            columns: columns.clone(),
+            values,
+        });
+    }
+    Ok(())
+}
+
+/// Connections that run reads on the caller's own thread.
+///
+/// A query through the pool is a message to its connection's thread and one back, and the
+/// pool then tests the connection with another round trip before taking it back: several
+/// thread wake-ups for a lookup that itself takes microseconds. The chat's reads on the path
+/// of every message (a conversation by key, its history) run here instead, where the only
+/// cost is the read's own. In WAL mode a reader does not wait for writers, so the caller is
+/// held for as long as the read takes and no longer.
+#[derive(Debug)]
+pub(crate) struct Readers {
+    path: PathBuf,
+    busy: Duration,
+    /// `None` once closed.
+    idle: Mutex<Option<Vec<Connection>>>,
+}
+
+/// Idle reading connections kept for the next reads; more are opened while they are all in
+/// use and closed afterwards.
+const READERS_KEPT: usize = 4;
+
+impl Readers {
+    /// Readers of the database file at `path`, with `busy` as their busy timeout.
+    pub(crate) fn new(path: &Path, busy: Duration) -> Self {
+        Self {
+            path: path.to_owned(),
+            busy,
+            idle: Mutex::new(Some(Vec::new())),
+        }
+    }
+
+    /// Closes the idle connections; later reads fail as `Unavailable`.
+    pub(crate) fn close(&self) {
+        *self.idle.lock().expect("readers lock") = None;
+    }
+
+    /// Runs `batch`'s statements, which must only read, on this thread; several statements
+    /// see one snapshot of the database.
+    pub(crate) fn read(&self, batch: &Batch) -> StoreResult<Vec<Row>> {
+        let kept = match self.idle.lock().expect("readers lock").as_mut() {
+            Some(idle) => idle.pop(),
+            None => return Err(closed().store()),
+        };
+        let conn = match kept {
+            Some(conn) => conn,
+            None => open_reader(&self.path, self.busy).map_err(|e| from_rusqlite(&e))?,
+        };
+        let rows = snapshot(&conn, batch).map_err(|e| from_rusqlite(&e))?;
+        if let Some(idle) = self.idle.lock().expect("readers lock").as_mut()
+            && idle.len() < READERS_KEPT
+        {
+            idle.push(conn);
+        }
+        Ok(rows)
+    }
+}
+
+fn open_reader(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy)?;
+    conn.set_prepared_statement_cache_capacity(READER_STATEMENT_CACHE);
+    // A reader never writes, whatever a batch given to it says.
+    conn.execute_batch("PRAGMA query_only = ON;")?;
+    Ok(conn)
+}
+
+/// Prepared statements each reader keeps.
+const READER_STATEMENT_CACHE: usize = 16;
+
+/// Runs a read batch; a batch of several statements runs in one read transaction. A
+/// connection that fails is dropped by the caller, so no transaction outlives its batch.
+fn snapshot(conn: &Connection, batch: &Batch) -> rusqlite::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    if let [statement] = batch.statements.as_slice() {
+        produce(conn, statement, &mut rows)?;
+        return Ok(rows);
+    }
+    conn.execute_batch("BEGIN")?;
+    let read = batch
+        .statements
+        .iter()
+        .try_for_each(|statement| produce(conn, statement, &mut rows));
+    let ended = conn.execute_batch("COMMIT");
+    read?;
+    ended?;
     Ok(rows)
 }
 
@@ -294,6 +383,7 @@ mod tests {
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
     use super::*;
+    use crate::rows::Columns;
 
     /// A writer on a fresh database file and a pool to read it back with.
     async fn writer(dir: &tempfile::TempDir) -> (Writer, SqlitePool) {
@@ -306,7 +396,7 @@ mod tests {
             .connect_with(options)
             .await
             .unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY, id BLOB)")
+        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY, id BLOB, s TEXT)")
             .execute(&pool)
             .await
             .unwrap();
@@ -351,11 +441,11 @@ mod tests {
         let rows = writer.run(batch).await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(
-            (int(&rows[0], "a").unwrap(), int(&rows[0], "n").unwrap()),
+            (rows[0].int("a").unwrap(), rows[0].int("n").unwrap()),
             (7, 1)
         );
-        assert!(matches!(int(&rows[0], "s"), Err(StoreError::Corrupt(_))));
-        assert!(matches!(int(&rows[0], "b"), Err(StoreError::Backend(_))));
+        assert!(matches!(rows[0].int("s"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(rows[0].int("b"), Err(StoreError::Backend(_))));
         assert_eq!(values(&pool).await, [1, 2]);
     }
 
@@ -474,5 +564,88 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    }
+
+    fn select_all(batch: &mut Batch) {
+        batch.push("SELECT x, id, s FROM t ORDER BY x").end();
+    }
+
+    #[tokio::test]
+    async fn readers_read_what_the_writer_and_the_pool_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, pool) = writer(&dir).await;
+        let readers = Readers::new(&dir.path().join("batch.db"), Duration::from_secs(1));
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO t (x, id, s) VALUES (1, ?, 'one')")
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut batch = Batch::new();
+        insert(&mut batch, 2);
+        writer.run(batch).await.unwrap();
+
+        let mut batch = Batch::new();
+        select_all(&mut batch);
+        batch.push("SELECT count(*) AS n FROM t").end();
+        let rows = readers.read(&batch).unwrap();
+        assert_eq!(
+            rows.len(),
+            3,
+            "two rows of the first statement, one of the second"
+        );
+        assert_eq!(rows[0].uuid("id").unwrap(), id);
+        assert_eq!(rows[0].text("s").unwrap(), "one");
+        assert_eq!(rows[1].int("x").unwrap(), 2);
+        assert_eq!(rows[1].opt_text("s").unwrap(), None);
+        assert_eq!(rows[2].int("n").unwrap(), 2);
+        // A value of the wrong kind is corrupt; a column the row lacks is the query's fault.
+        assert!(matches!(rows[0].uuid("s"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(rows[1].text("s"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(rows[0].uuid("x"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(rows[0].opt_text("z"), Err(StoreError::Backend(_))));
+    }
+
+    #[tokio::test]
+    async fn readers_never_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, pool) = writer(&dir).await;
+        let readers = Readers::new(&dir.path().join("batch.db"), Duration::from_secs(1));
+        let mut batch = Batch::new();
+        insert(&mut batch, 1);
+        assert!(readers.read(&batch).is_err(), "a reader wrote");
+        assert_eq!(values(&pool).await, Vec::<i64>::new());
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_leaves_no_snapshot_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _pool) = writer(&dir).await;
+        let readers = Readers::new(&dir.path().join("batch.db"), Duration::from_secs(1));
+        let mut failing = Batch::new();
+        select_all(&mut failing);
+        failing.push("SELECT nothing FROM t").end();
+        assert!(readers.read(&failing).is_err());
+        // Had the failed read's transaction stayed open on a kept connection, this read
+        // would still see the database as it was before the write.
+        let mut batch = Batch::new();
+        insert(&mut batch, 1);
+        writer.run(batch).await.unwrap();
+        let mut batch = Batch::new();
+        select_all(&mut batch);
+        assert_eq!(readers.read(&batch).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn closed_readers_refuse_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = writer(&dir).await;
+        let readers = Readers::new(&dir.path().join("batch.db"), Duration::from_secs(1));
+        let mut batch = Batch::new();
+        select_all(&mut batch);
+        readers.read(&batch).unwrap();
+        readers.close();
+        let refused = readers.read(&batch).unwrap_err();
+        assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
     }
 }

@@ -20,12 +20,12 @@ use switchboard_store::{
     StoredChatModel, TurnSave,
 };
 
-use crate::batch::{Batch, BatchError, Writer, int};
+use crate::batch::{Batch, BatchError, Readers, Writer};
 use crate::connectors::check_scope;
 use crate::error::DbResultExt;
 use crate::rows::{
-    self, CHAT_MODEL_COLS, CONNECTOR_SELECT, CONVERSATION_SELECT, EVENT_COLS, FUNCTION_COLS,
-    MESSAGE_COLS, PREFERENCE_JOIN, TURN_COLS, to_json,
+    self, CHAT_MODEL_COLS, CONNECTOR_SELECT, CONVERSATION_SELECT, Columns, EVENT_COLS,
+    FUNCTION_COLS, MESSAGE_COLS, PREFERENCE_JOIN, TURN_COLS, to_json,
 };
 use crate::{audit, begin_read, begin_write, orgs};
 
@@ -189,28 +189,44 @@ pub(crate) async fn create_conversation(
     tx.commit().await.db()
 }
 
-pub(crate) async fn conversation(
-    pool: &SqlitePool,
+pub(crate) fn conversation(
+    readers: &Readers,
     org: OrgId,
     user: UserId,
     id: ConversationId,
 ) -> StoreResult<Conversation> {
-    fetch_conversation(&mut *pool.acquire().await.db()?, org, user, id).await
+    let mut batch = Batch::new();
+    batch
+        .push(CONVERSATION_SELECT)
+        .push(" WHERE c.id = ")
+        .bind(id.0)
+        .push(" AND c.org_id = ")
+        .bind(org.0)
+        .push(" AND c.user_id = ")
+        .bind(user.0)
+        .end();
+    match readers.read(&batch)?.first() {
+        Some(row) => rows::conversation(row),
+        None => Err(StoreError::NotFound("conversation")),
+    }
 }
 
-pub(crate) async fn conversation_org(
-    pool: &SqlitePool,
+pub(crate) fn conversation_org(
+    readers: &Readers,
     user: UserId,
     id: ConversationId,
 ) -> StoreResult<OrgId> {
-    let org: Option<uuid::Uuid> =
-        sqlx::query_scalar("SELECT org_id FROM conversations WHERE id = ? AND user_id = ?")
-            .bind(id.0)
-            .bind(user.0)
-            .fetch_optional(pool)
-            .await
-            .db()?;
-    org.map(OrgId).ok_or(StoreError::NotFound("conversation"))
+    let mut batch = Batch::new();
+    batch
+        .push("SELECT org_id FROM conversations WHERE id = ")
+        .bind(id.0)
+        .push(" AND user_id = ")
+        .bind(user.0)
+        .end();
+    match readers.read(&batch)?.first() {
+        Some(row) => row.uuid("org_id").map(OrgId),
+        None => Err(StoreError::NotFound("conversation")),
+    }
 }
 
 pub(crate) async fn list_conversations(
@@ -295,18 +311,23 @@ pub(crate) async fn delete_conversation(
     tx.commit().await.db()
 }
 
-pub(crate) async fn chat_messages(
-    pool: &SqlitePool,
+pub(crate) fn chat_messages(
+    readers: &Readers,
     conversation: ConversationId,
 ) -> StoreResult<Vec<ChatMessage>> {
-    let found = sqlx::query(&format!(
-        "SELECT {MESSAGE_COLS} FROM chat_messages WHERE conversation_id = ? ORDER BY seq"
-    ))
-    .bind(conversation.0)
-    .fetch_all(pool)
-    .await
-    .db()?;
-    found.iter().map(rows::chat_message).collect()
+    let mut batch = Batch::new();
+    batch
+        .push(format!(
+            "SELECT {MESSAGE_COLS} FROM chat_messages WHERE conversation_id = "
+        ))
+        .bind(conversation.0)
+        .push(" ORDER BY seq")
+        .end();
+    readers
+        .read(&batch)?
+        .iter()
+        .map(rows::chat_message)
+        .collect()
 }
 
 // ---- numbering ----------------------------------------------------------------------------
@@ -587,17 +608,17 @@ pub(crate) async fn start_turn(
         .await
         .map_err(|e| e.unique_as("turn", || "a turn with this id already exists".to_owned()))?;
     let read = rows.first().ok_or_else(|| missing("start_turn"))?;
-    if int(read, "found")? == 0 {
+    if read.int("found")? == 0 {
         return Err(StoreError::NotFound("conversation"));
     }
-    if int(read, "generation")? != generation {
+    if read.int("generation")? != generation {
         return Ok(None);
     }
-    if int(read, "busy")? != 0 {
+    if read.int("busy")? != 0 {
         return Err(turn_open());
     }
     Ok(Some(numbered(
-        int(read, "last_event")?,
+        read.int("last_event")?,
         turn.id,
         events,
         turn.created_at,
@@ -699,15 +720,15 @@ pub(crate) async fn save_turn(
         })
     })?;
     let read = rows.first().ok_or_else(|| missing("save_turn"))?;
-    if int(read, "current")? == 0 {
+    if read.int("current")? == 0 {
         // Someone saved (or claimed) first, or the policy changed, or the turn is gone.
-        return match int(read, "found")? {
+        return match read.int("found")? {
             0 => Err(StoreError::NotFound("turn")),
             _ => Ok(None),
         };
     }
     Ok(Some(numbered(
-        int(read, "last_event")?,
+        read.int("last_event")?,
         save.id,
         save.events,
         save.now,
@@ -766,10 +787,10 @@ pub(crate) async fn append_chat_events(
     )?;
     let rows = writer.run(batch).await.map_err(BatchError::store)?;
     let read = rows.first().ok_or_else(|| missing("append_chat_events"))?;
-    if int(read, "found")? == 0 {
+    if read.int("found")? == 0 {
         return Err(StoreError::NotFound("turn"));
     }
-    Ok(numbered(int(read, "last_event")?, turn, events, at))
+    Ok(numbered(read.int("last_event")?, turn, events, at))
 }
 
 pub(crate) async fn chat_events(

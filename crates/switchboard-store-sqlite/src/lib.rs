@@ -51,7 +51,7 @@ use switchboard_store::{
 };
 use tempfile::TempDir;
 
-use crate::batch::Writer;
+use crate::batch::{Readers, Writer};
 use crate::error::{DbResultExt, migrate_error};
 
 /// The migrations in this crate's `migrations/` folder, compiled in.
@@ -59,6 +59,10 @@ static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// How long a connection waits for another's write lock before giving up with `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read on the caller's thread (`batch::Readers`) waits for the database before
+/// giving up with `Unavailable`: it holds that thread meanwhile, so not long. A reader waits
+/// at all only while another connection recovers the database after a crash.
+const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long a caller waits for a free connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections to a database file: several readers run at once in WAL mode; writers queue.
@@ -72,6 +76,9 @@ pub struct SqliteStore {
     /// queue on SQLite's single writer lock either way, so one connection costs them nothing,
     /// and its page cache survives its own commits.
     chat_writer: Writer,
+    /// The chat's reads on the path of every message, run on the caller's thread (see
+    /// `batch::Readers`).
+    chat_readers: Arc<Readers>,
     /// The temporary directory of a private database (`sqlite::memory:`), removed with the
     /// last copy of the store.
     _scratch: Option<Arc<TempDir>>,
@@ -147,9 +154,11 @@ impl SqliteStore {
             .await
             .db()?;
         let chat_writer = Writer::start(options.get_filename(), BUSY_TIMEOUT).await?;
+        let chat_readers = Arc::new(Readers::new(options.get_filename(), READER_BUSY_TIMEOUT));
         Ok(Self {
             pool,
             chat_writer,
+            chat_readers,
             _scratch: scratch,
         })
     }
@@ -192,6 +201,7 @@ impl SqliteStore {
     /// Closes every connection; the store cannot be used afterwards.
     pub async fn close(&self) {
         self.chat_writer.close().await;
+        self.chat_readers.close();
         self.pool.close().await;
     }
 
@@ -690,11 +700,11 @@ impl Store for SqliteStore {
         user: UserId,
         id: ConversationId,
     ) -> StoreResult<Conversation> {
-        chat::conversation(&self.pool, org, user, id).await
+        chat::conversation(&self.chat_readers, org, user, id)
     }
 
     async fn conversation_org(&self, user: UserId, id: ConversationId) -> StoreResult<OrgId> {
-        chat::conversation_org(&self.pool, user, id).await
+        chat::conversation_org(&self.chat_readers, user, id)
     }
 
     async fn list_conversations(
@@ -726,7 +736,7 @@ impl Store for SqliteStore {
     }
 
     async fn chat_messages(&self, conversation: ConversationId) -> StoreResult<Vec<ChatMessage>> {
-        chat::chat_messages(&self.pool, conversation).await
+        chat::chat_messages(&self.chat_readers, conversation)
     }
 
     async fn chat_catalog(&self, org: OrgId, member: UserId) -> StoreResult<ChatCatalog> {

@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use rusqlite::types::Value;
 use sqlx::Row;
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use switchboard_domain::{
@@ -12,10 +13,12 @@ use switchboard_domain::{
     Organization, Session, Timestamp, TurnId, TurnRecord, User, UserId, ValidationError,
 };
 use switchboard_store::{
-    FunctionView, OAuthGrant, PendingAuthorization, StoreResult, StoredChatModel, StoredOAuthClient,
+    FunctionView, OAuthGrant, PendingAuthorization, StoreError, StoreResult, StoredChatModel,
+    StoredOAuthClient,
 };
 use uuid::Uuid;
 
+use crate::batch;
 use crate::error::{DbResultExt, corrupt};
 
 /// A user's columns, read from a table aliased `u`.
@@ -69,6 +72,79 @@ where
     T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
 {
     row.try_get(column).db()
+}
+
+/// A row a decoder reads: a pooled query's, or a batch's ([`batch::Row`]), so that the rows
+/// the chat reads on its own connections decode as the pool's do.
+pub(crate) trait Columns {
+    /// An integer column.
+    fn int(&self, column: &str) -> StoreResult<i64>;
+    /// A UUID column (16 bytes).
+    fn uuid(&self, column: &str) -> StoreResult<Uuid>;
+    /// A nullable text column.
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>>;
+
+    /// A text column.
+    fn text(&self, column: &str) -> StoreResult<String> {
+        self.opt_text(column)?
+            .ok_or_else(|| corrupt(column, "NULL where text belongs"))
+    }
+
+    /// A millisecond timestamp.
+    fn time(&self, column: &str) -> StoreResult<Timestamp> {
+        self.int(column).map(Timestamp::from_millis)
+    }
+
+    /// A JSON text column, read into a typed value.
+    fn json<T: serde::de::DeserializeOwned>(&self, column: &str) -> StoreResult<T> {
+        serde_json::from_str(&self.text(column)?).map_err(|e| corrupt(column, e))
+    }
+}
+
+impl Columns for SqliteRow {
+    fn int(&self, column: &str) -> StoreResult<i64> {
+        get(self, column)
+    }
+
+    fn uuid(&self, column: &str) -> StoreResult<Uuid> {
+        get(self, column)
+    }
+
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
+        get(self, column)
+    }
+}
+
+impl Columns for batch::Row {
+    fn int(&self, column: &str) -> StoreResult<i64> {
+        match self.value(column) {
+            Some(Value::Integer(n)) => Ok(*n),
+            Some(Value::Null) | None => Err(absent(column)),
+            Some(other) => Err(corrupt(column, format!("{other:?} is not an integer"))),
+        }
+    }
+
+    fn uuid(&self, column: &str) -> StoreResult<Uuid> {
+        match self.value(column) {
+            Some(Value::Blob(bytes)) => Uuid::from_slice(bytes).map_err(|e| corrupt(column, e)),
+            Some(Value::Null) | None => Err(absent(column)),
+            Some(other) => Err(corrupt(column, format!("{other:?} is not a UUID"))),
+        }
+    }
+
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
+        match self.value(column) {
+            Some(Value::Text(text)) => Ok(Some(text.clone())),
+            Some(Value::Null) => Ok(None),
+            None => Err(absent(column)),
+            Some(other) => Err(corrupt(column, format!("{other:?} is not text"))),
+        }
+    }
+}
+
+/// A value a batch's row lacks: the query's fault, not the data's.
+fn absent(column: &str) -> StoreError {
+    StoreError::Backend(format!("the batch's {column} is missing"))
 }
 
 /// Reads a millisecond timestamp.
@@ -331,8 +407,8 @@ pub(crate) const CONVERSATION_SELECT: &str = "SELECT c.id, c.org_id, c.user_id, 
      FROM conversations c";
 
 /// Decodes [`CONVERSATION_SELECT`].
-pub(crate) fn conversation(row: &SqliteRow) -> StoreResult<Conversation> {
-    let connectors = match get::<Option<String>>(row, "connectors")? {
+pub(crate) fn conversation(row: &impl Columns) -> StoreResult<Conversation> {
+    let connectors = match row.opt_text("connectors")? {
         Some(list) => list
             .split(',')
             .map(|hex| {
@@ -344,13 +420,13 @@ pub(crate) fn conversation(row: &SqliteRow) -> StoreResult<Conversation> {
         None => Vec::new(),
     };
     Ok(Conversation {
-        id: ConversationId(get(row, "id")?),
-        org_id: OrgId(get(row, "org_id")?),
-        user_id: UserId(get(row, "user_id")?),
-        title: get(row, "title")?,
+        id: ConversationId(row.uuid("id")?),
+        org_id: OrgId(row.uuid("org_id")?),
+        user_id: UserId(row.uuid("user_id")?),
+        title: row.text("title")?,
         connectors,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -377,12 +453,12 @@ pub(crate) fn turn(row: &SqliteRow) -> StoreResult<TurnRecord> {
 pub(crate) const MESSAGE_COLS: &str = "seq, turn_id, body, created_at";
 
 /// Decodes [`MESSAGE_COLS`].
-pub(crate) fn chat_message(row: &SqliteRow) -> StoreResult<ChatMessage> {
+pub(crate) fn chat_message(row: &impl Columns) -> StoreResult<ChatMessage> {
     Ok(ChatMessage {
-        seq: get(row, "seq")?,
-        turn_id: TurnId(get(row, "turn_id")?),
-        body: json_col(row, "body")?,
-        created_at: ts(row, "created_at")?,
+        seq: row.int("seq")?,
+        turn_id: TurnId(row.uuid("turn_id")?),
+        body: row.json("body")?,
+        created_at: row.time("created_at")?,
     })
 }
 
