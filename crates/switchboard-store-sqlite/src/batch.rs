@@ -32,6 +32,9 @@ use crate::error::{breaks_unique_key, from_rusqlite};
 /// events, messages and audit entries it writes.
 const STATEMENT_CACHE: usize = 64;
 
+/// The writer's settings, which the pool's connections also have.
+const WRITER_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
+
 /// Statements and their values, run as one write transaction by [`Writer::run`].
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
@@ -186,15 +189,17 @@ impl Writer {
         let path = path.to_owned();
         std::thread::Builder::new()
             .name("sqlite-chat-writer".into())
-            .spawn(move || match open(&path, busy) {
-                Ok(conn) => {
-                    let _ = ready.send(Ok(()));
-                    serve(conn, queue);
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(e));
-                }
-            })
+            .spawn(
+                move || match open(&path, busy, STATEMENT_CACHE, WRITER_PRAGMAS) {
+                    Ok(conn) => {
+                        let _ = ready.send(Ok(()));
+                        serve(conn, queue);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                },
+            )
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         match opened.await {
             Ok(Ok(())) => Ok(Self { jobs }),
@@ -223,14 +228,21 @@ impl Writer {
     }
 }
 
-fn open(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
+/// Opens a connection to the database file at `path` (which must exist) with `busy` as its
+/// busy timeout, keeping `statements` prepared statements, then runs `pragmas`.
+fn open(
+    path: &Path,
+    busy: Duration,
+    statements: usize,
+    pragmas: &str,
+) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(busy)?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+    conn.set_prepared_statement_cache_capacity(statements);
+    conn.execute_batch(pragmas)?;
     Ok(conn)
 }
 
@@ -331,7 +343,14 @@ impl Readers {
         };
         let conn = match kept {
             Some(conn) => conn,
-            None => open_reader(&self.path, self.busy).map_err(|e| from_rusqlite(&e))?,
+            // A reader never writes, whatever a batch given to it says.
+            None => open(
+                &self.path,
+                self.busy,
+                READER_STATEMENT_CACHE,
+                "PRAGMA query_only = ON;",
+            )
+            .map_err(|e| from_rusqlite(&e))?,
         };
         let rows = snapshot(&conn, batch).map_err(|e| from_rusqlite(&e))?;
         if let Some(idle) = self.idle.lock().expect("readers lock").as_mut()
@@ -341,18 +360,6 @@ impl Readers {
         }
         Ok(rows)
     }
-}
-
-fn open_reader(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(busy)?;
-    conn.set_prepared_statement_cache_capacity(READER_STATEMENT_CACHE);
-    // A reader never writes, whatever a batch given to it says.
-    conn.execute_batch("PRAGMA query_only = ON;")?;
-    Ok(conn)
 }
 
 /// Prepared statements each reader keeps.
@@ -566,6 +573,11 @@ mod tests {
         assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
     }
 
+    /// Readers of the database [`writer`] made.
+    fn readers(dir: &tempfile::TempDir) -> Readers {
+        Readers::new(&dir.path().join("batch.db"), Duration::from_secs(1))
+    }
+
     fn select_all(batch: &mut Batch) {
         batch.push("SELECT x, id, s FROM t ORDER BY x").end();
     }
@@ -574,7 +586,7 @@ mod tests {
     async fn readers_read_what_the_writer_and_the_pool_wrote() {
         let dir = tempfile::tempdir().unwrap();
         let (writer, pool) = writer(&dir).await;
-        let readers = Readers::new(&dir.path().join("batch.db"), Duration::from_secs(1));
+        let readers = readers(&dir);
         let id = Uuid::new_v4();
         sqlx::query("INSERT INTO t (x, id, s) VALUES (1, ?, 'one')")
             .bind(id)
@@ -610,7 +622,7 @@ mod tests {
     async fn readers_never_write() {
         let dir = tempfile::tempdir().unwrap();
         let (_, pool) = writer(&dir).await;
-        let readers = Readers::new(&dir.path().join("batch.db"), Duration::from_secs(1));
+        let readers = readers(&dir);
         let mut batch = Batch::new();
         insert(&mut batch, 1);
         assert!(readers.read(&batch).is_err(), "a reader wrote");
@@ -621,7 +633,7 @@ mod tests {
     async fn a_failed_read_leaves_no_snapshot_behind() {
         let dir = tempfile::tempdir().unwrap();
         let (writer, _pool) = writer(&dir).await;
-        let readers = Readers::new(&dir.path().join("batch.db"), Duration::from_secs(1));
+        let readers = readers(&dir);
         let mut failing = Batch::new();
         select_all(&mut failing);
         failing.push("SELECT nothing FROM t").end();
@@ -640,7 +652,7 @@ mod tests {
     async fn closed_readers_refuse_reads() {
         let dir = tempfile::tempdir().unwrap();
         let _ = writer(&dir).await;
-        let readers = Readers::new(&dir.path().join("batch.db"), Duration::from_secs(1));
+        let readers = readers(&dir);
         let mut batch = Batch::new();
         select_all(&mut batch);
         readers.read(&batch).unwrap();
