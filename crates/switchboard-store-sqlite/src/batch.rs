@@ -35,7 +35,8 @@ const STATEMENT_CACHE: usize = 64;
 /// The writer's settings, which the pool's connections also have.
 const WRITER_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
 
-/// Statements and their values, run as one write transaction by [`Writer::run`].
+/// Statements and their values: run as one write transaction by [`Writer::run`], or, a single
+/// read, by [`Readers::read`].
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     statements: Vec<Statement>,
@@ -318,6 +319,8 @@ pub(crate) struct Readers {
 /// Idle reading connections kept for the next reads; more are opened while they are all in
 /// use and closed afterwards.
 const READERS_KEPT: usize = 4;
+/// Prepared statements each reader keeps.
+const READER_STATEMENT_CACHE: usize = 16;
 
 impl Readers {
     /// Readers of the database file at `path`, with `busy` as their busy timeout.
@@ -334,9 +337,14 @@ impl Readers {
         *self.idle.lock().expect("readers lock") = None;
     }
 
-    /// Runs `batch`'s statements, which must only read, on this thread; several statements
-    /// see one snapshot of the database.
+    /// Runs `batch`, one statement that only reads, on this thread.
     pub(crate) fn read(&self, batch: &Batch) -> StoreResult<Vec<Row>> {
+        let [statement] = batch.statements.as_slice() else {
+            return Err(StoreError::Backend(format!(
+                "a read runs one statement, not {}",
+                batch.statements.len()
+            )));
+        };
         let kept = match self.idle.lock().expect("readers lock").as_mut() {
             Some(idle) => idle.pop(),
             None => return Err(closed().store()),
@@ -352,7 +360,8 @@ impl Readers {
             )
             .map_err(|e| from_rusqlite(&e))?,
         };
-        let rows = snapshot(&conn, batch).map_err(|e| from_rusqlite(&e))?;
+        let mut rows = Vec::new();
+        produce(&conn, statement, &mut rows).map_err(|e| from_rusqlite(&e))?;
         if let Some(idle) = self.idle.lock().expect("readers lock").as_mut()
             && idle.len() < READERS_KEPT
         {
@@ -360,28 +369,6 @@ impl Readers {
         }
         Ok(rows)
     }
-}
-
-/// Prepared statements each reader keeps.
-const READER_STATEMENT_CACHE: usize = 16;
-
-/// Runs a read batch; a batch of several statements runs in one read transaction. A
-/// connection that fails is dropped by the caller, so no transaction outlives its batch.
-fn snapshot(conn: &Connection, batch: &Batch) -> rusqlite::Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    if let [statement] = batch.statements.as_slice() {
-        produce(conn, statement, &mut rows)?;
-        return Ok(rows);
-    }
-    conn.execute_batch("BEGIN")?;
-    let read = batch
-        .statements
-        .iter()
-        .try_for_each(|statement| produce(conn, statement, &mut rows));
-    let ended = conn.execute_batch("COMMIT");
-    read?;
-    ended?;
-    Ok(rows)
 }
 
 #[cfg(test)]
@@ -599,18 +586,12 @@ mod tests {
 
         let mut batch = Batch::new();
         select_all(&mut batch);
-        batch.push("SELECT count(*) AS n FROM t").end();
         let rows = readers.read(&batch).unwrap();
-        assert_eq!(
-            rows.len(),
-            3,
-            "two rows of the first statement, one of the second"
-        );
+        assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].uuid("id").unwrap(), id);
         assert_eq!(rows[0].text("s").unwrap(), "one");
         assert_eq!(rows[1].int("x").unwrap(), 2);
         assert_eq!(rows[1].opt_text("s").unwrap(), None);
-        assert_eq!(rows[2].int("n").unwrap(), 2);
         // A value of the wrong kind is corrupt; a column the row lacks is the query's fault.
         assert!(matches!(rows[0].uuid("s"), Err(StoreError::Corrupt(_))));
         assert!(matches!(rows[1].text("s"), Err(StoreError::Corrupt(_))));
@@ -630,22 +611,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_read_leaves_no_snapshot_behind() {
+    async fn a_read_runs_one_statement() {
         let dir = tempfile::tempdir().unwrap();
-        let (writer, _pool) = writer(&dir).await;
+        let _ = writer(&dir).await;
         let readers = readers(&dir);
-        let mut failing = Batch::new();
-        select_all(&mut failing);
-        failing.push("SELECT nothing FROM t").end();
-        assert!(readers.read(&failing).is_err());
-        // Had the failed read's transaction stayed open on a kept connection, this read
-        // would still see the database as it was before the write.
-        let mut batch = Batch::new();
-        insert(&mut batch, 1);
-        writer.run(batch).await.unwrap();
-        let mut batch = Batch::new();
-        select_all(&mut batch);
-        assert_eq!(readers.read(&batch).unwrap().len(), 1);
+        let mut two = Batch::new();
+        select_all(&mut two);
+        select_all(&mut two);
+        let refused = readers.read(&two).unwrap_err();
+        assert!(matches!(refused, StoreError::Backend(_)), "{refused:?}");
     }
 
     #[tokio::test]

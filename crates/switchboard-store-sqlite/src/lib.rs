@@ -7,8 +7,9 @@
 //! then queue on the busy timeout instead of failing when one tries to upgrade a read lock, and
 //! a check made inside the transaction (such as "an owner remains") cannot be raced.
 //!
-//! The chat's writes, which are on the path of every turn, go to a thread of their own with
-//! its own connection (`batch`); everything else goes through sqlx's pool.
+//! The chat's writes and lookups on the path of every turn have connections of their own
+//! (`batch`): the writes a thread, the lookups read-only connections used on the caller's
+//! thread. Everything else goes through sqlx's pool.
 //!
 //! Layout: one module per part of the trait; `rows` knows how values are laid out in rows,
 //! `error` how sqlx errors become [`StoreError`]s.
@@ -143,9 +144,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .synchronous(SqliteSynchronous::Normal);
+        let options = options.journal_mode(SqliteJournalMode::Wal);
         // A connection to a local file does not go away unnoticed, so it is not tested with
         // a round trip to its worker thread each time it is taken from the pool.
-        let options = options.journal_mode(SqliteJournalMode::Wal);
         let pool = SqlitePoolOptions::new()
             .max_connections(FILE_CONNECTIONS)
             .test_before_acquire(false)
